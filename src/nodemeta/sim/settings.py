@@ -1,0 +1,35 @@
+"""Settings of the simulated API server, each default with the reason for its number."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimSettings:
+    host: str = "127.0.0.1"
+    # 0 picks any free port; the chosen one is in `SimServer.url` once started.
+    port: int = 0
+    # HTTPS with a CA generated at start-up; the kubeconfig carries the CA.
+    tls: bool = False
+    # Require a bearer token the server issued (the kubeconfig carries an admin token).
+    auth: bool = False
+    # Ready nodes created at start-up (node-1 ... node-N).
+    nodes: int = 0
+    # Changes kept per resource for watches and paginated lists. kube-apiserver's watch cache keeps up to
+    # 100k events for a busy resource and etcd keeps ~5 min; 20k covers minutes of heavy churn at bounded memory.
+    history_limit: int = 20_000
+    # The cacher sends a bookmark to each watcher about once a minute.
+    bookmark_interval: float = 60.0
+    # kube-apiserver --min-request-timeout: a watch without timeoutSeconds lasts a random 1-2x this.
+    min_request_timeout: float = 1800.0
+    # Events buffered for one watcher before it is ended as too slow; enough to absorb a 10k-object burst.
+    watch_queue_limit: int = 10_000
+    # kube-apiserver's MaxRequestBodyBytes (3 MiB); larger bodies get 413.
+    max_body_bytes: int = 3 * 1024 * 1024
+    # The watch cache waits up to 3 s for a resourceVersion it has not reached before answering 504.
+    future_rv_wait: float = 3.0
+    # The WatchList feature gate (sendInitialEvents), on by default in 1.32.
+    watch_list: bool = True
+    # Seed for generated names and cluster IPs (None = random).
+    seed: int | None = None
