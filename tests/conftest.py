@@ -30,7 +30,7 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
 @pytest.fixture
 async def sim() -> AsyncIterator[SimServer]:
     """A simulated API server on a free loopback port, with two Ready nodes."""
-    async with SimServer(SimSettings(nodes=2, seed=7, bookmark_interval=0.5)) as server:
+    async with SimServer(SimSettings(nodes=2, seed=7, bookmark_interval=0.5, controllers=())) as server:
         yield server
 
 

@@ -132,7 +132,7 @@ async def test_expired_continue_token_gives_410_with_a_fresh_token(sim: SimServe
 
 async def test_future_resource_version_times_out_with_504() -> None:
     async with (
-        SimServer(SimSettings(future_rv_wait=0.2)) as sim,
+        SimServer(SimSettings(future_rv_wait=0.2, controllers=())) as sim,
         aiohttp.ClientSession(base_url=sim.url) as api,
     ):
         status, body, resp = await call(api, "GET", "/api/v1/pods", resourceVersion=str(sim.store.rv + 100), limit=5)

@@ -209,7 +209,7 @@ async def test_metadata_only_watch(api: aiohttp.ClientSession) -> None:
 
 async def test_slow_watcher_is_ended_and_others_continue() -> None:
     async with (
-        SimServer(SimSettings(watch_queue_limit=5)) as sim,
+        SimServer(SimSettings(watch_queue_limit=5, controllers=())) as sim,
         aiohttp.ClientSession(base_url=sim.url) as api,
     ):
         response, reader = await open_watch(api, PODS, resourceVersion=str(sim.store.rv))

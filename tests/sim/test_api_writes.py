@@ -338,3 +338,13 @@ async def test_dry_run_persists_nothing(api: aiohttp.ClientSession) -> None:
     status, body, _ = await call(api, "POST", PODS, pod("a"), dryRun="All")
     assert status == 201 and body["metadata"]["name"] == "a"
     assert (await call(api, "GET", f"{PODS}/a"))[0] == 404
+
+
+async def test_delete_collection_by_label(api: aiohttp.ClientSession) -> None:
+    for name, tier in (("a", "web"), ("b", "web"), ("c", "db")):
+        await create(api, PODS, pod(name, labels={"tier": tier}))
+    status, body, _ = await call(api, "DELETE", PODS, labelSelector="tier=web")
+    assert status == 200 and body["kind"] == "PodList"
+    assert sorted(p["metadata"]["name"] for p in body["items"]) == ["a", "b"]
+    _, left, _ = await call(api, "GET", PODS)
+    assert [p["metadata"]["name"] for p in left["items"]] == ["c"]

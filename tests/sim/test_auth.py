@@ -18,7 +18,7 @@ REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 @pytest.fixture
 async def secure() -> AsyncIterator[tuple[SimServer, aiohttp.ClientSession, aiohttp.ClientSession]]:
     """The server, an admin session and an anonymous session, both verifying the server's CA."""
-    async with SimServer(SimSettings(nodes=1, tls=True, auth=True)) as server:
+    async with SimServer(SimSettings(nodes=1, tls=True, auth=True, controllers=())) as server:
         assert server.tls is not None
         context = ssl.create_default_context(cadata=server.tls.ca_cert.decode())
         admin_headers = {"Authorization": f"Bearer {server.authenticator.admin_token}"}

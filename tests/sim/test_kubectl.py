@@ -19,115 +19,8 @@ from nodemeta.sim import SimServer, SimSettings
 
 pytestmark = pytest.mark.kubectl
 
-MANIFEST = """\
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: shop
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: shop
-  labels: {app: web}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: web
-        image: nginx:1.27
-        ports:
-        - containerPort: 80
----
-apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: agent
-  namespace: shop
-spec:
-  selector:
-    matchLabels: {app: agent}
-  template:
-    metadata:
-      labels: {app: agent}
-    spec:
-      containers:
-      - name: agent
-        image: busybox:1.36
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: shop
-spec:
-  selector: {app: web}
-  ports:
-  - name: http
-    port: 80
-    targetPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: headless
-  namespace: shop
-spec:
-  clusterIP: None
-  selector: {app: web}
-  ports:
-  - port: 8080
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: debug
-  namespace: shop
-  labels: {role: debug}
-spec:
-  containers:
-  - name: sh
-    image: busybox:1.36
----
-apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: legacy
-  namespace: shop
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: legacy}
-  template:
-    metadata:
-      labels: {app: legacy}
-    spec:
-      containers:
-      - name: app
-        image: busybox:1.36
----
-apiVersion: v1
-kind: ReplicationController
-metadata:
-  name: older
-  namespace: shop
-spec:
-  replicas: 1
-  selector: {app: older}
-  template:
-    metadata:
-      labels: {app: older}
-    spec:
-      containers:
-      - name: app
-        image: busybox:1.36
-"""
+# The README's example manifest: Namespace, Deployment, DaemonSet, two Services, Pod, ReplicaSet and RC.
+MANIFEST = (Path(__file__).parents[2] / "docs" / "examples" / "shop.yaml").read_text()
 
 
 def kubectl_binary() -> str:
@@ -164,7 +57,7 @@ class Kubectl:
 @pytest.fixture(params=["http", "https+token"])
 async def kubectl(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Kubectl]:
     secure = request.param == "https+token"
-    async with SimServer(SimSettings(nodes=2, tls=secure, auth=secure, bookmark_interval=1)) as server:
+    async with SimServer(SimSettings(nodes=2, tls=secure, auth=secure, bookmark_interval=1, controllers=())) as server:
         path = server.write_kubeconfig(tmp_path / "kubeconfig")
         yield Kubectl(path, tmp_path)
 

@@ -27,7 +27,9 @@ async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 @pytest.fixture(params=["http", "https+token"])
 async def k8s(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[SimServer, client.ApiClient]]:
     secure = request.param == "https+token"
-    async with SimServer(SimSettings(nodes=1, tls=secure, auth=secure, bookmark_interval=0.3)) as server:
+    async with SimServer(
+        SimSettings(nodes=1, tls=secure, auth=secure, bookmark_interval=0.3, controllers=())
+    ) as server:
         path = server.write_kubeconfig(tmp_path / "kubeconfig")
         api_client = config.new_client_from_config(config_file=str(path))
         try:

@@ -136,7 +136,7 @@ def test_table_envelope() -> None:
     assert later["metadata"] == {"resourceVersion": "43"}
     assert orjson.loads(orjson.dumps(full)) == full
     # The official Python client passes the dict through untouched.
-    assert ApiClient().sanitize_for_serialization(full) == full
+    assert ApiClient().sanitize_for_serialization(full) == full  # type: ignore[no-untyped-call]
 
 
 def test_columns_are_fresh_copies() -> None:
@@ -237,7 +237,9 @@ def test_terminating_pod() -> None:
     assert named("", "pods", obj)["Status"] == "Terminating"
     obj["status"]["reason"] = "NodeLost"
     assert named("", "pods", obj)["Status"] == "Unknown"
-    finished = pod(phase="Succeeded", containerStatuses=[{"name": "a", "state": {"terminated": {"reason": "Completed"}}}])
+    finished = pod(
+        phase="Succeeded", containerStatuses=[{"name": "a", "state": {"terminated": {"reason": "Completed"}}}]
+    )
     finished["metadata"]["deletionTimestamp"] = ago(1)
     assert named("", "pods", finished)["Status"] == "Completed"
 
@@ -269,7 +271,9 @@ def test_completed_with_a_container_still_running() -> None:
 
 
 def test_init_containers() -> None:
-    obj = pod(phase="Pending", initContainerStatuses=[{"name": "init", "state": {"waiting": {"reason": "PodInitializing"}}}])
+    obj = pod(
+        phase="Pending", initContainerStatuses=[{"name": "init", "state": {"waiting": {"reason": "PodInitializing"}}}]
+    )
     obj["spec"]["initContainers"] = [{"name": "init", "image": "busybox"}, {"name": "two", "image": "busybox"}]
     assert named("", "pods", obj)["Status"] == "Init:0/2"
     obj["status"]["initContainerStatuses"] = [
@@ -326,12 +330,19 @@ def test_finished_pods_carry_a_completed_row_condition() -> None:
 # --- other kinds ---------------------------------------------------------------------------------------------
 def test_nodes() -> None:
     node = {
-        "metadata": meta("node-1", 86400 * 3, labels={"node-role.kubernetes.io/control-plane": "", "kubernetes.io/role": "gpu"}),
+        "metadata": meta(
+            "node-1", 86400 * 3, labels={"node-role.kubernetes.io/control-plane": "", "kubernetes.io/role": "gpu"}
+        ),
         "spec": {"unschedulable": True},
         "status": {
             "conditions": [{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}],
             "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.1.0.1"}],
-            "nodeInfo": {"kubeletVersion": "v1.32.0", "osImage": "Debian", "kernelVersion": "6.1", "containerRuntimeVersion": "containerd://1.7"},
+            "nodeInfo": {
+                "kubeletVersion": "v1.32.0",
+                "osImage": "Debian",
+                "kernelVersion": "6.1",
+                "containerRuntimeVersion": "containerd://1.7",
+            },
         },
     }
     assert cells("", "nodes", node) == [
@@ -363,7 +374,15 @@ def test_services() -> None:
             "selector": {"tier": "web", "app": "shop"},
         },
     }
-    assert cells("", "services", svc) == ["web", "NodePort", "10.96.0.5", "<none>", "80:30080/TCP,53/UDP", "60s", "app=shop,tier=web"]
+    assert cells("", "services", svc) == [
+        "web",
+        "NodePort",
+        "10.96.0.5",
+        "<none>",
+        "80:30080/TCP,53/UDP",
+        "60s",
+        "app=shop,tier=web",
+    ]
     lb = copy.deepcopy(svc)
     lb["spec"]["type"] = "LoadBalancer"
     assert named("", "services", lb)["External-IP"] == "<pending>"
@@ -373,7 +392,12 @@ def test_services() -> None:
     assert named("", "services", lb)["External-IP"] == "5.6.7.8,lb.example.com,1.2.3.4"
     name = {"metadata": meta("ext"), "spec": {"type": "ExternalName", "externalName": "db.example.com"}}
     row = named("", "services", name)
-    assert (row["Cluster-IP"], row["External-IP"], row["Port(s)"], row["Selector"]) == ("<none>", "db.example.com", "<none>", "<none>")
+    assert (row["Cluster-IP"], row["External-IP"], row["Port(s)"], row["Selector"]) == (
+        "<none>",
+        "db.example.com",
+        "<none>",
+        "<none>",
+    )
     headless = {"metadata": meta("h"), "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}}
     row = named("", "services", headless)
     assert (row["Type"], row["Cluster-IP"], row["Port(s)"]) == ("ClusterIP", "None", "5432/TCP")
@@ -387,28 +411,78 @@ def test_workloads() -> None:
         "metadata": meta("web"),
         "spec": {
             "replicas": 3,
-            "selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["b", "a"]}]},
+            "selector": {
+                "matchLabels": {"app": "web"},
+                "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["b", "a"]}],
+            },
             "template": TEMPLATE,
         },
         "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2},
     }
-    assert cells("apps", "deployments", deploy) == ["web", "2/3", 3, 2, "60s", "web,log", "nginx:1.27,fluentbit", "app=web,tier notin (a,b)"]
+    assert cells("apps", "deployments", deploy) == [
+        "web",
+        "2/3",
+        3,
+        2,
+        "60s",
+        "web,log",
+        "nginx:1.27,fluentbit",
+        "app=web,tier notin (a,b)",
+    ]
     deploy["spec"]["selector"] = {"matchExpressions": [{"key": "x", "operator": "Bogus"}]}
     assert named("apps", "deployments", deploy)["Selector"] == "<invalid>"
     assert named("apps", "deployments", {"metadata": meta()})["Ready"] == "0/1"
 
-    rs = {"metadata": meta("web-1"), "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": TEMPLATE}, "status": {"replicas": 2, "readyReplicas": 1}}
+    rs = {
+        "metadata": meta("web-1"),
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": TEMPLATE},
+        "status": {"replicas": 2, "readyReplicas": 1},
+    }
     assert cells("apps", "replicasets", rs) == ["web-1", 2, 2, 1, "60s", "web,log", "nginx:1.27,fluentbit", "app=web"]
 
-    rc = {"metadata": meta("old"), "spec": {"replicas": 1, "selector": {"app": "old"}, "template": TEMPLATE}, "status": {"replicas": 1}}
-    assert cells("", "replicationcontrollers", rc) == ["old", 1, 1, 0, "60s", "web,log", "nginx:1.27,fluentbit", "app=old"]
+    rc = {
+        "metadata": meta("old"),
+        "spec": {"replicas": 1, "selector": {"app": "old"}, "template": TEMPLATE},
+        "status": {"replicas": 1},
+    }
+    assert cells("", "replicationcontrollers", rc) == [
+        "old",
+        1,
+        1,
+        0,
+        "60s",
+        "web,log",
+        "nginx:1.27,fluentbit",
+        "app=old",
+    ]
 
     ds = {
         "metadata": meta("agent"),
-        "spec": {"selector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}, "template": {**TEMPLATE, "spec": {**TEMPLATE["spec"], "nodeSelector": {"kubernetes.io/os": "linux"}}}},
-        "status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2, "updatedNumberScheduled": 3, "numberAvailable": 2},
+        "spec": {
+            "selector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]},
+            "template": {**TEMPLATE, "spec": {**TEMPLATE["spec"], "nodeSelector": {"kubernetes.io/os": "linux"}}},
+        },
+        "status": {
+            "desiredNumberScheduled": 3,
+            "currentNumberScheduled": 3,
+            "numberReady": 2,
+            "updatedNumberScheduled": 3,
+            "numberAvailable": 2,
+        },
     }
-    assert cells("apps", "daemonsets", ds) == ["agent", 3, 3, 2, 3, 2, "kubernetes.io/os=linux", "60s", "web,log", "nginx:1.27,fluentbit", "app"]
+    assert cells("apps", "daemonsets", ds) == [
+        "agent",
+        3,
+        3,
+        2,
+        3,
+        2,
+        "kubernetes.io/os=linux",
+        "60s",
+        "web,log",
+        "nginx:1.27,fluentbit",
+        "app",
+    ]
 
     sts = {"metadata": meta("db"), "spec": {"replicas": 3, "template": TEMPLATE}, "status": {"readyReplicas": 3}}
     assert cells("apps", "statefulsets", sts) == ["db", "3/3", "60s", "web,log", "nginx:1.27,fluentbit"]
@@ -417,13 +491,27 @@ def test_workloads() -> None:
 def test_jobs() -> None:
     job: dict[str, Any] = {
         "metadata": meta("pi", 600),
-        "spec": {"completions": 3, "parallelism": 2, "selector": {"matchLabels": {"job-name": "pi"}}, "template": TEMPLATE},
+        "spec": {
+            "completions": 3,
+            "parallelism": 2,
+            "selector": {"matchLabels": {"job-name": "pi"}},
+            "template": TEMPLATE,
+        },
         "status": {"succeeded": 1, "startTime": ago(300)},
     }
-    assert cells("batch", "jobs", job) == ["pi", "Running", "1/3", "5m", "10m", "web,log", "nginx:1.27,fluentbit", "job-name=pi"]
+    assert cells("batch", "jobs", job) == [
+        "pi",
+        "Running",
+        "1/3",
+        "5m",
+        "10m",
+        "web,log",
+        "nginx:1.27,fluentbit",
+        "job-name=pi",
+    ]
     job["status"].update(succeeded=3, completionTime=ago(100), conditions=[{"type": "Complete", "status": "True"}])
     row = named("batch", "jobs", job)
-    assert (row["Status"], row["Completions"], row["Duration"]) == ("Complete", "3/3", "200s")
+    assert (row["Status"], row["Completions"], row["Duration"]) == ("Complete", "3/3", "3m20s")
     job["status"]["conditions"] = [{"type": "Failed", "status": "True"}]
     assert named("batch", "jobs", job)["Status"] == "Failed"
     job["status"]["conditions"] = [{"type": "Suspended", "status": "True"}]
@@ -444,11 +532,27 @@ def test_cron_jobs() -> None:
         "spec": {"schedule": "*/5 * * * *", "suspend": False, "jobTemplate": {"spec": {"template": TEMPLATE}}},
         "status": {"active": [{"name": "hello-1"}], "lastScheduleTime": ago(30)},
     }
-    assert cells("batch", "cronjobs", cj) == ["hello", "*/5 * * * *", "<none>", "False", 1, "30s", "60s", "web,log", "nginx:1.27,fluentbit", "<none>"]
+    assert cells("batch", "cronjobs", cj) == [
+        "hello",
+        "*/5 * * * *",
+        "<none>",
+        "False",
+        1,
+        "30s",
+        "60s",
+        "web,log",
+        "nginx:1.27,fluentbit",
+        "<none>",
+    ]
     cj["spec"].update(timeZone="Europe/Paris", suspend=True)
     del cj["status"]
     row = named("batch", "cronjobs", cj)
-    assert (row["Timezone"], row["Suspend"], row["Active"], row["Last Schedule"]) == ("Europe/Paris", "True", 0, "<none>")
+    assert (row["Timezone"], row["Suspend"], row["Active"], row["Last Schedule"]) == (
+        "Europe/Paris",
+        "True",
+        0,
+        "<none>",
+    )
     assert named("batch", "cronjobs", {})["Suspend"] == "<unset>"
 
 
@@ -482,7 +586,18 @@ def test_core_and_events_v1_events() -> None:
         "lastTimestamp": ago(30),
         "count": 4,
     }
-    assert cells("", "events", core) == ["30s", "Normal", "Pulled", "pod/web", "spec.containers{web}", "kubelet, node-1", "Container image pulled", "10m", 4, "web.17a"]
+    assert cells("", "events", core) == [
+        "30s",
+        "Normal",
+        "Pulled",
+        "pod/web",
+        "spec.containers{web}",
+        "kubelet, node-1",
+        "Container image pulled",
+        "10m",
+        4,
+        "web.17a",
+    ]
     new = {
         "metadata": meta("web.17b"),
         "regarding": {"kind": "Node", "name": "node-1"},
@@ -492,7 +607,18 @@ def test_core_and_events_v1_events() -> None:
         "reportingController": "kubelet",
         "eventTime": ago(120, micro=True),
     }
-    assert cells("events.k8s.io", "events", new) == ["2m", "Warning", "Rebooted", "node/node-1", "", "kubelet", "rebooted", "2m", 1, "web.17b"]
+    assert cells("events.k8s.io", "events", new) == [
+        "2m",
+        "Warning",
+        "Rebooted",
+        "node/node-1",
+        "",
+        "kubelet",
+        "rebooted",
+        "2m",
+        1,
+        "web.17b",
+    ]
     new["series"] = {"count": 7, "lastObservedTime": ago(5, micro=True)}
     new["reportingInstance"] = "node-1"
     row = named("events.k8s.io", "events", new)
@@ -501,17 +627,29 @@ def test_core_and_events_v1_events() -> None:
 
 
 def test_small_printers() -> None:
-    assert cells("", "namespaces", {"metadata": meta("shop"), "status": {"phase": "Terminating"}}) == ["shop", "Terminating", "60s"]
-    assert cells("", "configmaps", {"metadata": meta("c"), "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}}) == ["c", 3, "60s"]
+    assert cells("", "namespaces", {"metadata": meta("shop"), "status": {"phase": "Terminating"}}) == [
+        "shop",
+        "Terminating",
+        "60s",
+    ]
+    assert cells(
+        "", "configmaps", {"metadata": meta("c"), "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}}
+    ) == ["c", 3, "60s"]
     assert cells("", "serviceaccounts", {"metadata": meta("sa"), "secrets": [{"name": "t"}]}) == ["sa", 1, "60s"]
-    assert cells("coordination.k8s.io", "leases", {"metadata": meta("l"), "spec": {"holderIdentity": "me"}}) == ["l", "me", "60s"]
+    assert cells("coordination.k8s.io", "leases", {"metadata": meta("l"), "spec": {"holderIdentity": "me"}}) == [
+        "l",
+        "me",
+        "60s",
+    ]
     owners = [
         {"apiVersion": "v1", "kind": "ConfigMap", "name": "c"},
         {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "controller": True},
     ]
     revision = {"metadata": meta("agent-5d", ownerReferences=owners), "revision": 2}
     assert cells("apps", "controllerrevisions", revision) == ["agent-5d", "daemonset.apps/agent", 2, "60s"]
-    core_owner = {"metadata": meta("r", ownerReferences=[{"apiVersion": "v1", "kind": "Pod", "name": "p", "controller": True}])}
+    core_owner = {
+        "metadata": meta("r", ownerReferences=[{"apiVersion": "v1", "kind": "Pod", "name": "p", "controller": True}])
+    }
     assert named("apps", "controllerrevisions", core_owner)["Controller"] == "pod/p"
 
 
@@ -545,13 +683,63 @@ JSONISH = st.recursive(
 )
 FIELD_NAMES = st.sampled_from(
     [
-        "metadata", "spec", "status", "name", "creationTimestamp", "deletionTimestamp", "labels", "ownerReferences",
-        "containers", "initContainers", "containerStatuses", "initContainerStatuses", "state", "lastState",
-        "terminated", "waiting", "running", "finishedAt", "restartCount", "ready", "started", "conditions", "type",
-        "ports", "port", "nodePort", "selector", "matchLabels", "matchExpressions", "values", "operator", "template",
-        "replicas", "completions", "parallelism", "startTime", "series", "involvedObject", "regarding", "source",
-        "endpoints", "addresses", "podIPs", "readinessGates", "nodeInfo", "addresses", "ingress", "loadBalancer",
-        "jobTemplate", "active", "suspend", "timeZone", "eventTime", "count", "data", "secrets", "revision",
+        "metadata",
+        "spec",
+        "status",
+        "name",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "labels",
+        "ownerReferences",
+        "containers",
+        "initContainers",
+        "containerStatuses",
+        "initContainerStatuses",
+        "state",
+        "lastState",
+        "terminated",
+        "waiting",
+        "running",
+        "finishedAt",
+        "restartCount",
+        "ready",
+        "started",
+        "conditions",
+        "type",
+        "ports",
+        "port",
+        "nodePort",
+        "selector",
+        "matchLabels",
+        "matchExpressions",
+        "values",
+        "operator",
+        "template",
+        "replicas",
+        "completions",
+        "parallelism",
+        "startTime",
+        "series",
+        "involvedObject",
+        "regarding",
+        "source",
+        "endpoints",
+        "addresses",
+        "podIPs",
+        "readinessGates",
+        "nodeInfo",
+        "addresses",
+        "ingress",
+        "loadBalancer",
+        "jobTemplate",
+        "active",
+        "suspend",
+        "timeZone",
+        "eventTime",
+        "count",
+        "data",
+        "secrets",
+        "revision",
     ]
 )
 SHAPED = st.recursive(

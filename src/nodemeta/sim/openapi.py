@@ -124,7 +124,7 @@ def _op(
     }
     if params:
         op["parameters"] = list(params)
-    codes = (*_RESPONSES[action if action in _RESPONSES else verb], "401")
+    codes = (*_RESPONSES[action], "401")
     op["responses"] = {code: {"description": _REASONS[code]} for code in codes}
     op["x-kubernetes-action"] = action
     op["x-kubernetes-group-version-kind"] = {"group": group, "kind": kind, "version": version}
@@ -150,8 +150,8 @@ def _resource_paths(res: ResourceType) -> dict[str, JSON]:
     if "create" in verbs:
         coll["post"] = _op(res, "post", "create", gvk, _WRITE_PARAMS)
     if "deletecollection" in verbs:
-        params = _DELETE_COLLECTION_PARAMS
-        coll["delete"] = _op(res, "deletecollection", "delete", gvk, params, infix="Collection")
+        wipe = _op(res, "deletecollection", "delete", gvk, _DELETE_COLLECTION_PARAMS, infix="Collection")
+        coll["delete"] = wipe
     if coll:
         coll["parameters"] = [*ns_params, _PRETTY]
         paths[collection] = coll

@@ -214,7 +214,7 @@ def _merge_map(original: dict[str, Any], patch: Mapping[str, Any], schema: _Fiel
     """Merge `patch` into `original`, a private copy updated in place (apimachinery's mergeMap)."""
     directive = patch.get(_PATCH, _MISSING)
     if directive == "replace":
-        return _fresh_map({k: v for k, v in patch.items() if k != _PATCH}, schema)
+        return _fresh_map(patch, schema)  # drops the directive along with every other `$` key
     if directive == "delete":
         return {}  # apimachinery empties the map rather than removing the field.
     if directive not in (_MISSING, "merge"):
@@ -399,11 +399,10 @@ def _normalize_order(merged: list[Any], wanted: Sequence[Any], server: Sequence[
 
 
 def _go_sort(items: list[Any], positions: Mapping[Any, int], ident: Callable[[Any], Any]) -> list[Any]:
-    """Sort by position the way apimachinery does: Go's stable sort with a comparator that calls an item
-    without a position smaller than anything.
+    """Stable-sort by position with apimachinery's comparator, which calls an unplaced item smaller than any.
 
     That comparator is inconsistent, so the algorithm matters: Go's stable sort is an insertion sort on lists
-    of up to 20 entries, as here. Unknown positions only occur after an empty ``$setElementOrder`` list.
+    of up to 20 entries, as here. Unplaced items only occur after an empty ``$setElementOrder`` list.
     """
     result = list(items)
     for index in range(1, len(result)):

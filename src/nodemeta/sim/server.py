@@ -24,6 +24,8 @@ from aiohttp import web
 from nodemeta.sim import discovery, errors, openapi
 from nodemeta.sim.auth import Authenticator, TLSMaterial, TokenError, make_tls
 from nodemeta.sim.builders import node_object
+from nodemeta.sim.controllers import catalog
+from nodemeta.sim.controllers.base import ControllerManager
 from nodemeta.sim.errors import APIError
 from nodemeta.sim.handlers import ResourceHandler
 from nodemeta.sim.kubeconfig import kubeconfig, write_kubeconfig
@@ -55,6 +57,8 @@ class SimServer:
         self.tls: TLSMaterial | None = None
         self.open_watches: set[WatchStream] = set()
         self._runner: web.AppRunner | None = None
+        self._controllers: asyncio.Task[None] | None = None
+        self.manager: ControllerManager | None = None
         self._port = self.settings.port
         self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
         if self.settings.nodes:
@@ -98,6 +102,7 @@ class SimServer:
         sockets = getattr(server, "sockets", None) or []
         self._port = sockets[0].getsockname()[1]
         self._runner = runner
+        self.start_controllers()
         log.info("simulator listening", url=self.url, tls=self.settings.tls, auth=self.settings.auth)
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -114,8 +119,32 @@ class SimServer:
         context.load_cert_chain(cert, key)
         return context
 
+    def start_controllers(self) -> None:
+        if self._controllers is not None:
+            return
+        controllers = catalog.build(self.registry, self.settings)
+        if controllers:
+            self.manager = ControllerManager(self.registry, controllers)
+            self._controllers = asyncio.create_task(self.manager.run(), name="sim-controllers")
+
+    async def stop_controllers(self) -> None:
+        task, self._controllers = self._controllers, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the controllers have nothing queued (for tests and the generator)."""
+        if self.manager is None:
+            return
+        async with asyncio.timeout(timeout):
+            while not self.manager.idle():
+                await asyncio.sleep(0.01)
+
     async def stop(self) -> None:
         """Stop listening; open watches end cleanly first. The store is kept for a later start()."""
+        await self.stop_controllers()
         for stream in list(self.open_watches):
             stream.close()
         if self._runner is not None:

@@ -33,3 +33,9 @@ class SimSettings:
     watch_list: bool = True
     # Seed for generated names and cluster IPs (None = random).
     seed: int | None = None
+    # Controllers to run, by name (see nodemeta.sim.controllers.catalog); None runs them all, () none, which gives
+    # raw API-server behaviour: nothing schedules, starts or garbage-collects anything.
+    controllers: tuple[str, ...] | None = None
+    # How long the kubelet stand-in takes to stop a pod's containers once it is deleted: the grace period, but at
+    # most this long, since real containers usually exit on SIGTERM well before their grace period runs out.
+    kubelet_stop_seconds: float = 1.0

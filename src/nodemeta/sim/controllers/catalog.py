@@ -1,0 +1,30 @@
+"""Every controller of the simulated cluster, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nodemeta.sim.controllers import gc, kubelet, namespaces, network, scheduler, workloads
+from nodemeta.sim.controllers.base import Controller
+from nodemeta.sim.registry import Registry
+from nodemeta.sim.settings import SimSettings
+
+Factory = Callable[[Registry, SimSettings], Controller]
+
+CONTROLLERS: dict[str, Factory] = {
+    **workloads.CONTROLLERS,
+    **scheduler.CONTROLLERS,
+    **kubelet.CONTROLLERS,
+    **network.CONTROLLERS,
+    **gc.CONTROLLERS,
+    **namespaces.CONTROLLERS,
+}
+
+
+def build(registry: Registry, settings: SimSettings) -> list[Controller]:
+    """The controllers `settings.controllers` names (all when None); unknown names are an error."""
+    names = list(CONTROLLERS) if settings.controllers is None else list(settings.controllers)
+    unknown = [n for n in names if n not in CONTROLLERS]
+    if unknown:
+        raise ValueError(f"unknown controllers: {', '.join(unknown)}; known: {', '.join(sorted(CONTROLLERS))}")
+    return [CONTROLLERS[n](registry, settings) for n in names]
