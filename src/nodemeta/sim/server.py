@@ -134,13 +134,10 @@ class SimServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def settle(self, timeout: float = 10.0) -> None:
-        """Wait until the controllers have nothing queued (for tests and the generator)."""
-        if self.manager is None:
-            return
-        async with asyncio.timeout(timeout):
-            while not self.manager.idle():
-                await asyncio.sleep(0.01)
+    async def settle(self) -> None:
+        """Wait until the controllers have nothing queued (callers bound it with asyncio.timeout)."""
+        if self.manager is not None:
+            await self.manager.wait_idle()
 
     async def stop(self) -> None:
         """Stop listening; open watches end cleanly first. The store is kept for a later start()."""

@@ -39,3 +39,8 @@ class SimSettings:
     # How long the kubelet stand-in takes to stop a pod's containers once it is deleted: the grace period, but at
     # most this long, since real containers usually exit on SIGTERM well before their grace period runs out.
     kubelet_stop_seconds: float = 1.0
+    # Whether the scheduler and kubelets record Events (Scheduled, Pulled, Started...). Off for very large
+    # generated clusters, where they would outnumber every other object.
+    component_events: bool = True
+    # Give pods an IPv6 address beside the IPv4 one (podIPs with two entries), as a dual-stack cluster does.
+    dual_stack: bool = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -58,6 +58,8 @@ class Controller:
         raise NotImplementedError
 
 
+Factory = Callable[[Registry, SimSettings], Controller]
+
 # Retry a failed reconcile after a jittered delay that doubles per failure, capped, like client-go's rate limiter.
 _BASE_RETRY = 0.005
 _MAX_RETRY = 5.0
@@ -76,6 +78,8 @@ class ControllerManager:
         self._failures: dict[tuple[str, Hashable], int] = {}
         self._timers: set[asyncio.TimerHandle] = set()
         self.errors = 0
+        # Set after every reconcile, so waiters can re-check idleness without polling.
+        self.progress = asyncio.Event()
 
     def observe(self, bucket: Bucket, change: Change) -> None:
         storage = bucket.res.storage_name
@@ -116,6 +120,7 @@ class ControllerManager:
                 self._failures.pop((controller.name, key), None)
             finally:
                 controller.queue.done(key)
+                self.progress.set()
             if result is not None:
                 self._later(loop, result.after, controller, key)
             processed += 1
@@ -142,3 +147,9 @@ class ControllerManager:
     def idle(self) -> bool:
         """No work queued or in progress (timers may still be pending)."""
         return all(c.queue.idle() for c in self.controllers)
+
+    async def wait_idle(self) -> None:
+        """Return once no controller has work queued or in progress."""
+        while not self.idle():
+            self.progress.clear()
+            await self.progress.wait()

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from nodemeta.sim.controllers import gc, kubelet, namespaces, network, scheduler, workloads
-from nodemeta.sim.controllers.base import Controller
+from nodemeta.sim.controllers import gc, kubelet, namespaces, network, nodes, scheduler, workloads
+from nodemeta.sim.controllers.base import Controller, Factory
 from nodemeta.sim.registry import Registry
 from nodemeta.sim.settings import SimSettings
-
-Factory = Callable[[Registry, SimSettings], Controller]
 
 CONTROLLERS: dict[str, Factory] = {
     **workloads.CONTROLLERS,
@@ -18,6 +14,7 @@ CONTROLLERS: dict[str, Factory] = {
     **network.CONTROLLERS,
     **gc.CONTROLLERS,
     **namespaces.CONTROLLERS,
+    **nodes.CONTROLLERS,
 }
 
 

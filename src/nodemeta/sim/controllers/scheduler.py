@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from nodemeta.sim.controllers.base import Controller
-from nodemeta.sim.registry import Registry
-from nodemeta.sim.settings import SimSettings
+from nodemeta.sim.controllers.base import Factory
 
-CONTROLLERS: dict[str, type[Controller] | object] = {}
+CONTROLLERS: dict[str, Factory] = {}
