@@ -26,6 +26,20 @@ def _count(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nodemeta", description="Kubernetes pod metadata for node agents.")
     parser.add_argument("--version", action="version", version=f"nodemeta {__version__}")
@@ -43,11 +57,50 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth", action="store_true", help="require a bearer token (written to the kubeconfig)")
     serve.add_argument("--history-limit", type=_count, default=20_000, help="changes kept per resource for watches")
     serve.add_argument("--seed", type=int, default=None, help="seed for generated names and IPs")
+    faults = serve.add_argument_group("fault injection (all off by default)")
+    faults.add_argument(
+        "--fault-drop-watches-every",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="drop open watch connections at random times around this interval",
+    )
+    faults.add_argument(
+        "--fault-drop-fraction",
+        type=_fraction,
+        default=1.0,
+        metavar="F",
+        help="fraction of open watches each drop affects (default 1)",
+    )
+    faults.add_argument(
+        "--fault-compact-every",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="force a compaction at random times around this interval (watchers get 410)",
+    )
+    faults.add_argument(
+        "--fault-throttle-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="answer this fraction of API requests with 429 and Retry-After",
+    )
+    faults.add_argument(
+        "--fault-error-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="answer this fraction of API requests with 500",
+    )
+    faults.add_argument("--fault-latency", type=_seconds, default=0.0, metavar="SECONDS",
+                        help="add this delay to every API request")  # fmt: skip
     return parser
 
 
 async def _serve(args: argparse.Namespace) -> int:
     from nodemeta.sim import SimServer, SimSettings
+    from nodemeta.sim.faults import FaultPlan
 
     settings = SimSettings(
         host=args.host, port=args.port, tls=args.tls, auth=args.auth, nodes=args.nodes,
@@ -66,13 +119,22 @@ async def _serve(args: argparse.Namespace) -> int:
         path = server.write_kubeconfig(args.kubeconfig)
         print(f"kubeconfig written to {path}", file=sys.stderr)
     print(f"serving the Kubernetes API at {server.url}", file=sys.stderr, flush=True)
+    plan = FaultPlan(
+        drop_watches_every=args.fault_drop_watches_every, drop_fraction=args.fault_drop_fraction,
+        compact_every=args.fault_compact_every, throttle_rate=args.fault_throttle_rate,
+        error_rate=args.fault_error_rate, latency=args.fault_latency, seed=args.seed,
+    )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    faults = asyncio.create_task(server.faults.run(plan), name="sim-faults")
     try:
         await stop.wait()
     finally:
+        faults.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await faults
         await server.stop()
     return 0
 

@@ -448,6 +448,10 @@ class ResourceHandler:
         try:
             await response.prepare(request)
             await stream.run(response.write)
+            if stream.aborted:
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
             await response.write_eof()
         except (ConnectionResetError, ConnectionError):
             pass

@@ -27,6 +27,7 @@ from nodemeta.sim.builders import node_object
 from nodemeta.sim.controllers import catalog
 from nodemeta.sim.controllers.base import ControllerManager
 from nodemeta.sim.errors import APIError
+from nodemeta.sim.faults import Faults
 from nodemeta.sim.handlers import ResourceHandler
 from nodemeta.sim.kubeconfig import kubeconfig, write_kubeconfig
 from nodemeta.sim.registry import Registry
@@ -56,6 +57,7 @@ class SimServer:
         self.authenticator = Authenticator(time.time)
         self.tls: TLSMaterial | None = None
         self.open_watches: set[WatchStream] = set()
+        self.faults = Faults(self, seed=self.settings.seed)
         self._runner: web.AppRunner | None = None
         self._controllers: asyncio.Task[None] | None = None
         self.manager: ControllerManager | None = None
@@ -173,7 +175,8 @@ class SimServer:
 
     def make_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self._errors, self._authenticate], client_max_size=self.settings.max_body_bytes * 2
+            middlewares=[self._errors, self._authenticate, self._inject_faults],
+            client_max_size=self.settings.max_body_bytes * 2,
         )
         resources = ResourceHandler(self)
         app.router.add_get("/version", self._json(lambda _r: discovery.VERSION_INFO))
@@ -250,6 +253,14 @@ class SimServer:
         except Exception as exc:  # a bug must cost one request, never the server
             log.exception("request failed", method=request.method, path=request.path)
             return _status_response(errors.internal(repr(exc)))
+
+    @web.middleware
+    async def _inject_faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(("/api/", "/apis/")) or request.path in ("/api", "/apis"):
+            answer = await self.faults.before_request(request)
+            if answer is not None:
+                return answer
+        return await handler(request)
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -16,9 +16,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from nodemeta.sim import errors
 from nodemeta.sim.selectors import FieldSelector, LabelSelector
 from nodemeta.sim.store import ADDED, DELETED, MODIFIED, Bucket, Change, Stored
-from nodemeta.sim.views import View
+from nodemeta.sim.views import View, error_line
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
@@ -91,6 +92,11 @@ class WatchStream:
         self.overflowed = False
         self.closed = False
         self._initial_rv = 0
+        # Fault injection: end without a clean close, go silent, or end with an in-stream 410.
+        self.aborted = False
+        self.hung = False
+        self.expired_floor: int | None = None
+        self.last_rv = 0
 
     # -- called synchronously by the store -----------------------------------------------------------------
 
@@ -124,6 +130,25 @@ class WatchStream:
         self.closed = True
         self._wake.set()
 
+    def abort(self) -> None:
+        """Drop the connection mid-stream, as a broken network or a crashing server would."""
+        self.aborted = True
+        self._wake.set()
+
+    def hang(self) -> None:
+        """Stop sending anything (events, bookmarks) while keeping the connection open."""
+        self.hung = True
+        self._wake.set()
+
+    def expire(self, floor: int) -> None:
+        """End with an in-stream 410, as when the history this watcher needs was compacted away."""
+        self.expired_floor = floor
+        self._wake.set()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.closed or self.overflowed or self.aborted or self.hung or self.expired_floor is not None
+
     # -- the writer -----------------------------------------------------------------------------------------
 
     async def run(self, write: Writer) -> None:
@@ -143,14 +168,16 @@ class WatchStream:
                 if batch:
                     await write(b"".join(batch))
                 self._initial = []
+            self.last_rv = self._initial_rv
             if self.options.initial_events_end and self.options.bookmarks:
                 await write(self.view.bookmark_line(self._initial_rv, {INITIAL_EVENTS_END: "true"}))
-            while not self.closed and not self.overflowed:
+            while not self.interrupted:
                 if self._queue:
                     lines: list[bytes] = []
                     while self._queue and len(lines) < 512:
                         change, event_type = self._queue.popleft()
                         lines.append(self.view.line(change, event_type, first))
+                        self.last_rv = change.rv
                         first = False
                     await write(b"".join(lines))
                     continue
@@ -158,13 +185,20 @@ class WatchStream:
                 if now >= deadline:
                     return
                 if self.options.bookmarks and now >= next_bookmark:
-                    await write(self.view.bookmark_line(self._current_rv()))
+                    self.last_rv = self._current_rv()
+                    await write(self.view.bookmark_line(self.last_rv))
                     next_bookmark = self._next_bookmark(now, deadline)
                     continue
                 wait_until = min(deadline, next_bookmark) if self.options.bookmarks else deadline
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), max(0.0, wait_until - now))
+            if self.expired_floor is not None and not self.closed:
+                status = errors.expired(f"too old resource version: {self.last_rv} ({self.expired_floor})").status()
+                await write(error_line(status))
+            while self.hung and not (self.closed or self.aborted):
+                self._wake.clear()
+                await self._wake.wait()
         finally:
             self.closed = True
             self.bucket.unsubscribe(self)
