@@ -1125,7 +1125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_p.add_argument("--inflight", type=int, default=16, help="patches outstanding at most")
     run_p.add_argument("--page-limit", type=int, default=500)
-    run_p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds to wait for events after churn")
+    run_p.add_argument("--drain-timeout", type=float, default=180.0, help="seconds to wait for events after churn")
     run_p.add_argument("--timeout", type=float, default=1800.0, help="overall limit in seconds")
     run_p.add_argument("--json", default="", help="also write the results here")
     run_p.add_argument("--profile", default="", help="py-spy the server during the churn; collapsed stacks here")
