@@ -828,9 +828,21 @@ async def watch_fanout(
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
+        closed = time.perf_counter()
         for w in watchers:
             if w.response is not None:
                 w.response.close()
+    # The server must notice the disconnects and drop every watch (no leaked streams or subscriptions).
+    while True:
+        stats = await server.stats()
+        if stats["open_watches"] == 0 and stats["pod_watchers"] == 0:
+            break
+        if time.perf_counter() - closed > 15:
+            break
+        await asyncio.sleep(0.1)
+    result["released_s"] = round(time.perf_counter() - closed, 3)
+    result["server_open_watches_after_close"] = stats["open_watches"]
+    result["server_pod_watchers_after_close"] = stats["pod_watchers"]
     return result
 
 
@@ -1060,6 +1072,9 @@ def table_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield "server RSS, watches open", _mib(w["memory_watches_open"]["rss_mib"])
         for number, ph in enumerate(w.get("phases", []), 1):
             yield from _phase_rows(number, ph)
+        if "released_s" in w:
+            left = f"{w['server_open_watches_after_close']} open, {w['server_pod_watchers_after_close']} subscribed"
+            yield "watches after client close", f"{left} on the server after {w['released_s']:.2f} s"
     if "server_exit_code" in r:
         yield "server exit code", str(r["server_exit_code"])
     if "error" in r:

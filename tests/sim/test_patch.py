@@ -407,9 +407,9 @@ def test_delete_directive_on_map_empties_it_like_apimachinery() -> None:
     assert smp(pod(), {"metadata": {"labels": {"$patch": "delete"}}})["metadata"]["labels"] == {}
 
 
-def test_merge_directive_on_map_is_a_plain_merge() -> None:
-    result = smp(pod(), {"metadata": {"labels": {"$patch": "merge", "tier": "db"}}})
-    assert result["metadata"]["labels"] == {"app": "web", "tier": "db"}
+def test_merge_directive_on_map_is_rejected_like_apimachinery() -> None:
+    with pytest.raises(PatchError, match="unknown patch type: merge in map"):
+        smp(pod(), {"metadata": {"labels": {"$patch": "merge", "tier": "db"}}})
 
 
 def test_lists_without_strategy_are_replaced() -> None:

@@ -217,7 +217,8 @@ def _merge_map(original: dict[str, Any], patch: Mapping[str, Any], schema: _Fiel
         return _fresh_map(patch, schema)  # drops the directive along with every other `$` key
     if directive == "delete":
         return {}  # apimachinery empties the map rather than removing the field.
-    if directive not in (_MISSING, "merge"):
+    # apimachinery 1.32 accepts only replace and delete on a map; even an explicit "merge" is rejected.
+    if directive is not _MISSING:
         raise PatchError(f"unknown patch type: {_go(directive)} in map: {_go(patch)}")
 
     _apply_retain_keys(original, patch)
