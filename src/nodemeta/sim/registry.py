@@ -383,7 +383,7 @@ class Registry:
                     new["status"] = old["status"]
                 else:
                     new.pop("status", None)
-            defaults.apply(res.kind, {"kind": res.kind, **new})
+            defaults.apply(res.kind, new)
             self._validate(res, {"kind": res.kind, "apiVersion": res.api_version, **new})
             if res.has_generation and new.get("spec") != old.get("spec"):
                 meta["generation"] = int(old_meta.get("generation") or 1) + 1
