@@ -396,7 +396,7 @@ class Registry:
         if dry_run:
             return WriteResult(Stored(current.key, new, current.rv, None), False, warnings)
         meta = new["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not self._grace_pending(res, new):
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not self._held(res, new):
             final = self.store.remove(bucket, current.key)
             self._released(res, final)
             return WriteResult(final, False, warnings)
@@ -409,7 +409,11 @@ class Registry:
             if key in old_spec and not spec.get(key):
                 spec[key] = old_spec[key]
 
-    def _grace_pending(self, res: ResourceType, obj: JSON) -> bool:
+    def _held(self, res: ResourceType, obj: JSON) -> bool:
+        """Whether a deleted object without metadata finalizers must still stay: a pod in its grace period, or a
+        namespace whose spec.finalizers are not done (only the finalize subresource clears those)."""
+        if res.kind == "Namespace":
+            return bool((obj.get("spec") or {}).get("finalizers"))
         return res.graceful_delete and bool(obj["metadata"].get("deletionGracePeriodSeconds"))
 
     # -- delete ---------------------------------------------------------------------------------------------

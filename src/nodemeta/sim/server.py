@@ -127,6 +127,7 @@ class SimServer:
         controllers = catalog.build(self.registry, self.settings)
         if controllers:
             self.manager = ControllerManager(self.registry, controllers)
+            self.manager.prime()
             self._controllers = asyncio.create_task(self.manager.run(), name="sim-controllers")
 
     async def stop_controllers(self) -> None:

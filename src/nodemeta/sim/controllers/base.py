@@ -87,13 +87,19 @@ class ControllerManager:
             for key in controller.keys_for(storage, change):
                 controller.queue.add(key)
 
-    async def run(self) -> None:
-        """Run until cancelled. Store observation starts and stops with this coroutine."""
-        self.registry.store.observers.append(self.observe)
-        try:
+    def prime(self) -> None:
+        """Start observing the store and queue every controller's start-up work. Called before `run()` is
+        scheduled, so that nothing written in between is missed and `wait_idle()` sees the pending work."""
+        if self.observe not in self.registry.store.observers:
+            self.registry.store.observers.append(self.observe)
             for controller in self.controllers:
                 for key in controller.initial_keys():
                     controller.queue.add(key)
+
+    async def run(self) -> None:
+        """Run until cancelled. Store observation starts (if `prime()` was not called) and stops with it."""
+        self.prime()
+        try:
             async with asyncio.TaskGroup() as group:
                 for controller in self.controllers:
                     group.create_task(self._worker(controller), name=f"controller-{controller.name}")

@@ -190,6 +190,8 @@ class GarbageCollector(Controller):
             self._dependents.setdefault(ref.uid, set()).add(uid)
 
     def _unlink(self, uid: str, old: tuple[OwnerRef, ...], new: tuple[OwnerRef, ...]) -> None:
+        if not old:
+            return
         for owner in {ref.uid for ref in old} - {ref.uid for ref in new}:
             dependents = self._dependents.get(owner)
             if dependents is not None:

@@ -111,7 +111,7 @@ class NamespaceController(Controller):
     def initial_keys(self) -> Iterable[Hashable]:
         for res in self._namespaced:
             for stored in self.registry.iter_objects(res):
-                content = self._content.setdefault(stored.namespace, Content())
+                content = self._content_of(stored.namespace)
                 _adjust(content.objects, res.storage_name, 1)
                 for finalizer in finalizers_of(stored):
                     _adjust(content.finalizers, finalizer, 1)
@@ -137,20 +137,27 @@ class NamespaceController(Controller):
         return ()
 
     def _count(self, storage: str, change: Change) -> None:
+        delta = 1 if change.type == ADDED else -1 if change.type == DELETED else 0
+        released = finalizers_of(change.prev) if change.prev is not None else []
+        held = finalizers_of(change.obj) if change.type != DELETED else []
+        if not delta and released == held:
+            return
         namespace = change.obj.namespace
-        content = self._content.setdefault(namespace, Content())
-        if change.type == ADDED:
-            _adjust(content.objects, storage, 1)
-        elif change.type == DELETED:
-            _adjust(content.objects, storage, -1)
-        if change.prev is not None:
-            for finalizer in finalizers_of(change.prev):
-                _adjust(content.finalizers, finalizer, -1)
-        if change.type != DELETED:
-            for finalizer in finalizers_of(change.obj):
-                _adjust(content.finalizers, finalizer, 1)
+        content = self._content_of(namespace)
+        if delta:
+            _adjust(content.objects, storage, delta)
+        for finalizer in released:
+            _adjust(content.finalizers, finalizer, -1)
+        for finalizer in held:
+            _adjust(content.finalizers, finalizer, 1)
         if content.empty():
             del self._content[namespace]
+
+    def _content_of(self, namespace: str) -> Content:
+        content = self._content.get(namespace)
+        if content is None:
+            content = self._content[namespace] = Content()
+        return content
 
     # -- reconcile ------------------------------------------------------------------------------------------
 
@@ -166,7 +173,7 @@ class NamespaceController(Controller):
             return None
         sweep = self._sweeps.setdefault(name, Sweep())
         more = not sweep.done and self._sweep(name, sweep)
-        self._report(name, obj, sweep.failures)
+        self._report(current, obj, sweep.failures)
         if more:
             return Requeue(after=0)
         if sweep.failures:
@@ -181,9 +188,10 @@ class NamespaceController(Controller):
     def _sweep(self, namespace: str, sweep: Sweep) -> bool:
         """Delete the next batch of the namespace's content; True while the pass has more to go."""
         budget = BATCH
-        rv = self.registry.store.rv
         while sweep.storage < len(self._namespaced):
             res = self._namespaced[sweep.storage]
+            rv = self.registry.store.rv
+            # A list from where the pass stopped, as a client continues a paginated list.
             scan = self.registry.bucket(res).scan(rv, rv, start=sweep.after, prefix=f"{namespace}/")
             # Taken before deleting: the scan walks the live index that each deletion changes.
             batch = list(islice(scan, budget))
@@ -208,23 +216,28 @@ class NamespaceController(Controller):
 
     # -- status ---------------------------------------------------------------------------------------------
 
-    def _report(self, name: str, obj: JSON, failures: dict[str, str]) -> None:
-        """Write the deletion conditions (and phase) through the status subresource when they changed."""
+    def _report(self, current: Stored, obj: JSON, failures: dict[str, str]) -> None:
+        """Write the deletion conditions (and phase) to the namespace's status when they changed."""
         status = obj.setdefault("status", {})
         conditions = status.setdefault("conditions", [])
         changed = status.get("phase") != "Terminating"
         status["phase"] = "Terminating"
         now = rfc3339(self.registry.clock())
-        for type_, wanted in self._conditions(name, failures).items():
+        for type_, wanted in self._conditions(current.name, failures).items():
             changed |= _set_condition(conditions, type_, wanted, now)
         if changed:
-            self.registry.update(self._ns_res, "", name, obj, subresource="status")
+            self._write_status(current, obj)
+
+    def _write_status(self, current: Stored, obj: JSON) -> None:
+        """PUT namespaces/<name>/status, conditional on the revision the conditions were computed from."""
+        obj["metadata"]["resourceVersion"] = str(current.rv)
+        self.registry.update(self._ns_res, "", current.name, obj, subresource="status")
 
     def _conditions(self, name: str, failures: dict[str, str]) -> dict[str, Condition]:
         wanted: dict[str, Condition] = {t: ("False", *ok) for t, ok in CONDITIONS_OK.items()}
         if failures:
-            errors = ", ".join(sorted(failures.values()))
-            message = f"Failed to delete all resource types, {len(failures)} remaining: {errors}"
+            listed = ", ".join(sorted(failures.values()))
+            message = f"Failed to delete all resource types, {len(failures)} remaining: {listed}"
             wanted[CONTENT_FAILURE] = ("True", "ContentDeletionFailed", message)
         content = self._content.get(name) or Content()
         if content.objects:
