@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from nodemeta.sim.controllers import gc, kubelet, namespaces, network, nodes, scheduler, workloads
+from nodemeta.sim.controllers import batch, daemons, gc, kubelet, namespaces, network, nodes, replicas, scheduler
 from nodemeta.sim.controllers.base import Controller, Factory
 from nodemeta.sim.registry import Registry
 from nodemeta.sim.settings import SimSettings
 
 CONTROLLERS: dict[str, Factory] = {
-    **workloads.CONTROLLERS,
+    **replicas.CONTROLLERS,
+    **daemons.CONTROLLERS,
+    **batch.CONTROLLERS,
     **scheduler.CONTROLLERS,
     **kubelet.CONTROLLERS,
     **network.CONTROLLERS,
