@@ -285,11 +285,7 @@ class Registry:
                 f"the name of the object ({body_name}) does not match the name on the URL ({name})"
             )
         obj["metadata"]["name"] = name
-        warnings = self._check_unknown_fields(res, obj, field_validation)
-        wanted_rv = obj["metadata"].get("resourceVersion")
-        if wanted_rv and wanted_rv != str(current.rv):
-            raise errors.conflict(res, name, errors.STALE)
-        return self._replace(res, current, self._to_storage(res, obj), subresource, warnings, dry_run)
+        return self._write_over(res, current, obj, subresource, field_validation, dry_run)
 
     def patch(
         self,
@@ -328,11 +324,7 @@ class Registry:
                 res.group,
                 [("metadata.name", "FieldValueInvalid", "Invalid value: field is immutable")],
             )
-        warnings = self._check_unknown_fields(res, obj, field_validation)
-        wanted_rv = obj["metadata"].get("resourceVersion")
-        if wanted_rv and wanted_rv != str(current.rv):
-            raise errors.conflict(res, name, errors.STALE)
-        return self._replace(res, current, self._to_storage(res, obj), subresource, warnings, dry_run)
+        return self._write_over(res, current, obj, subresource, field_validation, dry_run)
 
     def apply(
         self,
@@ -352,6 +344,16 @@ class Registry:
                 body.setdefault("metadata", {}).setdefault("name", name)
             return self.create(res, namespace, body, field_validation="Strict", dry_run=dry_run)
         return self.patch(res, namespace, name, "strategic", body, field_validation="Strict", dry_run=dry_run)
+
+    def _write_over(
+        self, res: ResourceType, current: Stored, obj: JSON, subresource: str, field_validation: str, dry_run: bool
+    ) -> WriteResult:
+        """The common end of update and patch: unknown fields, the resourceVersion precondition, the write."""
+        warnings = self._check_unknown_fields(res, obj, field_validation)
+        wanted_rv = obj["metadata"].get("resourceVersion")
+        if wanted_rv and wanted_rv != str(current.rv):
+            raise errors.conflict(res, current.name, errors.STALE)
+        return self._replace(res, current, self._to_storage(res, obj), subresource, warnings, dry_run)
 
     def _replace(
         self,
