@@ -348,3 +348,14 @@ async def test_delete_collection_by_label(api: aiohttp.ClientSession) -> None:
     assert sorted(p["metadata"]["name"] for p in body["items"]) == ["a", "b"]
     _, left, _ = await call(api, "GET", PODS)
     assert [p["metadata"]["name"] for p in left["items"]] == ["c"]
+
+
+async def test_pod_spec_is_immutable_but_for_images(api: aiohttp.ClientSession) -> None:
+    await create(api, PODS, pod("a", nodeName="node-1"))
+    status, body, _ = await call(
+        api, "PATCH", f"{PODS}/a", {"spec": {"nodeName": "node-2"}}, ctype="application/merge-patch+json"
+    )
+    assert status == 422 and "pod updates may not change fields other than" in body["message"]
+    patch = {"spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}}
+    status, body, _ = await call(api, "PATCH", f"{PODS}/a", patch, ctype="application/strategic-merge-patch+json")
+    assert status == 200 and body["spec"]["containers"][0]["image"] == "busybox:1.37"

@@ -149,3 +149,27 @@ async def test_restart_losing_the_watch_cache_expires_old_versions(server: SimSe
         assert events[0]["type"] == "ERROR" and events[0]["object"]["code"] == 410
         _, listed, _ = await call(api, "GET", PODS)
         assert [p["metadata"]["name"] for p in listed["items"]] == ["a", "b"]
+
+
+async def test_rate_faults_have_their_own_filters(server: SimServer) -> None:
+    async with aiohttp.ClientSession(base_url=server.url) as api:
+        server.faults.throttle(1.0, applies=lambda r: r.method == "POST")
+        server.faults.fail(1.0, code=403, applies=lambda r: r.method == "DELETE")
+        assert (await call(api, "GET", PODS))[0] == 200
+        assert (await call(api, "POST", PODS, pod("a")))[0] == 429
+        status, body, _ = await call(api, "DELETE", f"{PODS}/a")
+        assert status == 403 and body["reason"] == "Forbidden"
+
+
+async def test_changes_during_downtime_are_not_replayable_after_losing_the_cache(server: SimServer) -> None:
+    async with aiohttp.ClientSession(base_url=server.url) as api:
+        await create(api, PODS, pod("a"))
+        at_stop = server.store.rv
+        restart = asyncio.create_task(server.faults.restart(keep_watch_cache=False, downtime=0.3))
+        await asyncio.sleep(0.1)
+        server.registry.create(POD_RES, "default", pod("during"))
+        await restart
+        response, reader = await open_watch(api, at_stop)
+        async with response:
+            events = await reader.rest()
+        assert events[0]["type"] == "ERROR" and events[0]["object"]["code"] == 410

@@ -60,15 +60,17 @@ class FaultPlan:
 
 
 @dataclass(slots=True)
-class _Rates:
-    throttle: float = 0.0
+class _Rate:
+    """One kind of request fault: how often (or how many more), the answer, and which requests it hits."""
+
+    rate: float = 0.0
+    remaining: int = 0
+    code: int = 500
     retry_after: int = 1
-    error: float = 0.0
-    error_code: int = 500
-    latency: float = 0.0
-    burst: int = 0
-    burst_code: int = 503
     applies: RequestFilter | None = None
+
+    def hits(self, request: web.Request) -> bool:
+        return self.applies is None or self.applies(request)
 
 
 @dataclass(slots=True)
@@ -76,7 +78,10 @@ class Faults:
     server: SimServer
     seed: int | None = None
     log: list[FaultRecord] = field(default_factory=list)
-    _rates: _Rates = field(default_factory=_Rates)
+    _throttle: _Rate = field(default_factory=_Rate)
+    _errors: _Rate = field(default_factory=_Rate)
+    _burst: _Rate = field(default_factory=_Rate)
+    _latency: _Rate = field(default_factory=_Rate)
     _rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -126,48 +131,46 @@ class Faults:
 
     def throttle(self, rate: float, retry_after: int = 1, applies: RequestFilter | None = None) -> None:
         """Answer a fraction of API requests with 429 Too Many Requests and Retry-After."""
-        self._rates.throttle, self._rates.retry_after = rate, retry_after
-        self._rates.applies = applies
+        self._throttle = _Rate(rate=rate, code=429, retry_after=retry_after, applies=applies)
         self._record("throttle", rate=rate, retry_after=retry_after)
 
     def fail(self, rate: float, code: int = 500, applies: RequestFilter | None = None) -> None:
         """Answer a fraction of API requests with a 5xx Status."""
-        self._rates.error, self._rates.error_code = rate, code
-        self._rates.applies = applies
+        self._errors = _Rate(rate=rate, code=code, applies=applies)
         self._record("errors", rate=rate, code=code)
 
     def burst(self, count: int, code: int = 503, applies: RequestFilter | None = None) -> None:
         """Answer the next `count` API requests with a 5xx Status."""
-        self._rates.burst, self._rates.burst_code = count, code
-        self._rates.applies = applies
+        self._burst = _Rate(remaining=count, code=code, applies=applies)
         self._record("error-burst", count=count, code=code)
 
-    def slow(self, seconds: float) -> None:
-        """Delay every API request by `seconds` (0 to stop)."""
-        self._rates.latency = seconds
+    def slow(self, seconds: float, applies: RequestFilter | None = None) -> None:
+        """Delay API requests (all, or those `applies` selects) by `seconds` (0 to stop)."""
+        self._latency = _Rate(rate=seconds, applies=applies)
         self._record("latency", seconds=seconds)
 
     def clear(self) -> None:
         """Stop every rate fault."""
-        self._rates = _Rates()
+        self._throttle, self._errors, self._burst, self._latency = _Rate(), _Rate(), _Rate(), _Rate()
         self._record("clear")
 
     async def before_request(self, request: web.Request) -> web.Response | None:
         """Called by the server for every API request: a fault answer, or None to serve normally."""
-        rates = self._rates
-        if rates.applies is not None and not rates.applies(request):
-            return None
-        if rates.latency:
-            await asyncio.sleep(rates.latency)
-        if rates.burst > 0:
-            rates.burst -= 1
-            return _status(rates.burst_code)
-        if rates.throttle and self._rng.random() < rates.throttle:
+        if self._latency.rate and self._latency.hits(request):
+            await asyncio.sleep(self._latency.rate)
+        if self._burst.remaining > 0 and self._burst.hits(request):
+            self._burst.remaining -= 1
+            return _status(self._burst.code)
+        throttle = self._throttle
+        if throttle.rate and throttle.hits(request) and self._rng.random() < throttle.rate:
             return web.Response(
-                status=429, text=_THROTTLED, headers={"Retry-After": str(rates.retry_after)}, content_type="text/plain"
+                status=429,
+                text=_THROTTLED,
+                headers={"Retry-After": str(throttle.retry_after)},
+                content_type="text/plain",
             )
-        if rates.error and self._rng.random() < rates.error:
-            return _status(rates.error_code)
+        if self._errors.rate and self._errors.hits(request) and self._rng.random() < self._errors.rate:
+            return _status(self._errors.code)
         return None
 
     # -- restarts -------------------------------------------------------------------------------------------
@@ -176,10 +179,11 @@ class Faults:
         """Stop and start the API server on the same port; the store (and its resourceVersions) survives."""
         watches = len(self.server.open_watches)
         await self.server.stop()
-        if not keep_watch_cache:
-            self.server.store.compact()
         if downtime:
             await asyncio.sleep(downtime)
+        if not keep_watch_cache:
+            # The new instance builds its watch cache from the current state: nothing older can be replayed.
+            self.server.store.compact()
         await self.server.start()
         self._record("restart", keep_watch_cache=keep_watch_cache, dropped_watches=watches, downtime=downtime)
 
@@ -206,12 +210,18 @@ class Faults:
             action()
 
 
+_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
+            500: "InternalError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "Timeout"}  # fmt: skip
+
+
 def _status(code: int) -> web.Response:
+    reason = _REASONS.get(code, "InternalError")
     if code == 503:
-        err = errors.APIError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+        err = errors.APIError(503, reason, "the server is currently unable to handle the request")
     elif code == 504:
-        err = errors.APIError(504, "Timeout", "the server was unable to return a response in the time allotted")
-    else:
+        err = errors.APIError(504, reason, "the server was unable to return a response in the time allotted")
+    elif code == 500:
         err = errors.internal("injected fault")
-        err.code = code
+    else:
+        err = errors.APIError(code, reason, f"injected fault ({code})")
     return web.Response(status=err.code, body=orjson.dumps(err.status()), headers={"Content-Type": "application/json"})

@@ -374,6 +374,8 @@ class ResourceHandler:
 
     async def watch(self, request: web.Request, target: Target, query: Query) -> web.StreamResponse:
         res = target.res
+        if self.server.stopping:
+            raise errors.APIError(503, "ServiceUnavailable", "apiserver is shutting down")
         # Watch events carry single objects, also on a collection watch.
         negotiated = negotiate(request.headers.get("Accept", ""), is_list=False)
         labels = query.labels()

@@ -387,6 +387,10 @@ class Registry:
                     new.pop("status", None)
             defaults.apply(res.kind, new)
             self._validate(res, {"kind": res.kind, "apiVersion": res.api_version, **new})
+            if res.kind == "Pod":
+                causes = validation.check_pod_update(old.get("spec"), new.get("spec"))
+                if causes:
+                    raise errors.invalid(res.kind, current.name, res.group, causes)
             if res.has_generation and new.get("spec") != old.get("spec"):
                 meta["generation"] = int(old_meta.get("generation") or 1) + 1
             if res.kind == "Service":

@@ -58,6 +58,8 @@ class SimServer:
         self.tls: TLSMaterial | None = None
         self.open_watches: set[WatchStream] = set()
         self.faults = Faults(self, seed=self.settings.seed)
+        # Set while stop() runs: new watches are refused instead of streaming from a server going away.
+        self.stopping = False
         self._runner: web.AppRunner | None = None
         self._controllers: asyncio.Task[None] | None = None
         self.manager: ControllerManager | None = None
@@ -144,6 +146,7 @@ class SimServer:
 
     async def stop(self) -> None:
         """Stop listening; open watches end cleanly first. The store is kept for a later start()."""
+        self.stopping = True
         await self.stop_controllers()
         for stream in list(self.open_watches):
             stream.close()
@@ -154,6 +157,7 @@ class SimServer:
             with contextlib.suppress(OSError):
                 self._tls_dir.cleanup()
             self._tls_dir = None
+        self.stopping = False
 
     async def __aenter__(self) -> SimServer:
         await self.start()

@@ -138,6 +138,32 @@ def _selector_matches_template(obj: JSON) -> list[Cause]:
     return []  # fmt: skip
 
 
+_POD_UPDATE_MESSAGE = (
+    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing "
+    "tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"
+)
+
+
+def _mutable_part_removed(spec: Any) -> Any:
+    """A pod spec without the fields an update may change, for comparing old and new."""
+    if not isinstance(spec, dict):
+        return spec
+    out = {k: v for k, v in spec.items() if k not in ("activeDeadlineSeconds", "tolerations", "schedulingGates",
+                                                       "terminationGracePeriodSeconds")}  # fmt: skip
+    for key in ("containers", "initContainers"):
+        if isinstance(out.get(key), list):
+            out[key] = [{k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c for c in out[key]]
+    return out
+
+
+def check_pod_update(old_spec: Any, new_spec: Any) -> list[Cause]:
+    """Pods are immutable but for images, deadlines, added tolerations and scheduling gates."""
+    if _mutable_part_removed(old_spec) == _mutable_part_removed(new_spec):
+        return []
+    return [("spec", "FieldValueForbidden", _POD_UPDATE_MESSAGE)]
+
+
 def check_object(kind: str, obj: JSON) -> list[Cause]:
     """Every violation found in `obj`, in the order the real validators report them."""
     meta = obj.get("metadata") or {}

@@ -1,0 +1,153 @@
+"""The Kubernetes API client layer: configuration, an HTTP adapter, typed models and an asyncio informer.
+
+Layout, one role per module (import-linter keeps the simulator out of here):
+
+* `config`: where the cluster is and how to authenticate (kubeconfig, in-cluster, exec plugins);
+* `client`: the HTTP adapter (the only module that touches aiohttp) - LIST pages and WATCH line streams;
+* `errors`: the one exception tree; `settings`: every timeout and limit with its reason;
+* `models` + `codec`: msgspec Structs with only the fields we use, and their decoding;
+* `resources`: what to list and watch; `backoff`: jittered exponential backoff;
+* `reflector`: the list -> watch loop; `store`: the cache and its listeners; `informer`: the two wired together.
+
+The public names are re-exported here; submodules are the implementation.
+"""
+
+from __future__ import annotations
+
+from nodemeta.kube.backoff import Backoff
+from nodemeta.kube.client import ApiClient
+from nodemeta.kube.codec import Bookmark, Change, Codec, Event, Failure
+from nodemeta.kube.config import BearerToken, ClusterConfig, Credentials, load_config
+from nodemeta.kube.errors import (
+    ApiError,
+    BadRequest,
+    ConfigError,
+    Conflict,
+    ConnectionLost,
+    DecodeError,
+    Expired,
+    Forbidden,
+    KubeError,
+    NotFound,
+    RequestTimeout,
+    ServerError,
+    Throttled,
+    TransportError,
+    Unauthorized,
+    WatchStalled,
+)
+from nodemeta.kube.informer import Informer
+from nodemeta.kube.models import (
+    Container,
+    ContainerPort,
+    ContainerStatus,
+    KubeObject,
+    ListMeta,
+    Namespace,
+    Node,
+    NodeAddress,
+    ObjectList,
+    ObjectMeta,
+    OwnerReference,
+    PartialObjectMetadata,
+    Pod,
+    PodIP,
+    PodSpec,
+    PodStatus,
+    Service,
+    ServiceSpec,
+    Status,
+)
+from nodemeta.kube.reflector import Reflector, ReflectorStats, Sink, Transport, relist_resource_version
+from nodemeta.kube.resources import (
+    CRONJOBS,
+    DAEMONSETS,
+    DEPLOYMENTS,
+    JOBS,
+    NAMESPACES,
+    NODES,
+    PODS,
+    REPLICASETS,
+    REPLICATIONCONTROLLERS,
+    SERVICES,
+    STATEFULSETS,
+    Resource,
+    pods_on_node,
+)
+from nodemeta.kube.settings import BackoffSettings, ClientSettings, ReflectorSettings
+from nodemeta.kube.store import BaseListener, Listener, Store, object_key
+
+__all__ = [
+    "CRONJOBS",
+    "DAEMONSETS",
+    "DEPLOYMENTS",
+    "JOBS",
+    "NAMESPACES",
+    "NODES",
+    "PODS",
+    "REPLICASETS",
+    "REPLICATIONCONTROLLERS",
+    "SERVICES",
+    "STATEFULSETS",
+    "ApiClient",
+    "ApiError",
+    "Backoff",
+    "BackoffSettings",
+    "BadRequest",
+    "BaseListener",
+    "BearerToken",
+    "Bookmark",
+    "Change",
+    "ClientSettings",
+    "ClusterConfig",
+    "Codec",
+    "ConfigError",
+    "Conflict",
+    "ConnectionLost",
+    "Container",
+    "ContainerPort",
+    "ContainerStatus",
+    "Credentials",
+    "DecodeError",
+    "Event",
+    "Expired",
+    "Failure",
+    "Forbidden",
+    "Informer",
+    "KubeError",
+    "KubeObject",
+    "ListMeta",
+    "Listener",
+    "Namespace",
+    "Node",
+    "NodeAddress",
+    "NotFound",
+    "ObjectList",
+    "ObjectMeta",
+    "OwnerReference",
+    "PartialObjectMetadata",
+    "Pod",
+    "PodIP",
+    "PodSpec",
+    "PodStatus",
+    "Reflector",
+    "ReflectorSettings",
+    "ReflectorStats",
+    "RequestTimeout",
+    "Resource",
+    "ServerError",
+    "Service",
+    "ServiceSpec",
+    "Sink",
+    "Status",
+    "Store",
+    "Throttled",
+    "Transport",
+    "TransportError",
+    "Unauthorized",
+    "WatchStalled",
+    "load_config",
+    "object_key",
+    "pods_on_node",
+    "relist_resource_version",
+]
