@@ -115,9 +115,12 @@ def _statefulset(obj: JSON) -> None:
 
 def _job(obj: JSON) -> None:
     spec = obj.setdefault("spec", {})
+    # Only a Job that sets neither is a single-pod Job; parallelism alone makes a work-queue Job.
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
     spec.setdefault("parallelism", 1)
-    spec.setdefault("completions", 1)
     spec.setdefault("backoffLimit", 6)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)
     template = spec.setdefault("template", {})

@@ -198,7 +198,14 @@ class Registry:
         return obj
 
     def _to_storage(self, res: ResourceType, obj: JSON) -> JSON:
-        return events_view.to_core(obj) if res.storage else obj
+        obj = events_view.to_core(obj) if res.storage else obj
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            # ObjectMeta's lists and maps are omitempty: an emptied one is not stored, as in the Go types.
+            for key in ("finalizers", "ownerReferences", "labels", "annotations"):
+                if key in meta and not meta[key]:
+                    del meta[key]
+        return obj
 
     def _view(self, res: ResourceType, stored: Stored) -> JSON:
         obj = stored.decode()
