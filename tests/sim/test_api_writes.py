@@ -359,3 +359,22 @@ async def test_pod_spec_is_immutable_but_for_images(api: aiohttp.ClientSession) 
     patch = {"spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}}
     status, body, _ = await call(api, "PATCH", f"{PODS}/a", patch, ctype="application/strategic-merge-patch+json")
     assert status == 200 and body["spec"]["containers"][0]["image"] == "busybox:1.37"
+
+
+async def test_repeated_delete_of_a_pending_object_writes_nothing(api: aiohttp.ClientSession) -> None:
+    await create(api, "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "c", "finalizers": ["x/y"]}})
+    _, first, _ = await call(api, "DELETE", "/api/v1/namespaces/default/configmaps/c")
+    _, again, _ = await call(api, "DELETE", "/api/v1/namespaces/default/configmaps/c")
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+
+
+def test_pod_cidrs_are_unique_and_valid_for_thousands_of_nodes() -> None:
+    import ipaddress
+
+    from nodemeta.sim.builders import pod_cidr
+
+    networks = [ipaddress.ip_network(pod_cidr(i)) for i in range(6000)]
+    assert len(set(networks)) == 6000
+    service_range = ipaddress.ip_network("10.96.0.0/12")
+    assert not any(n.overlaps(service_range) for n in networks)
+    assert pod_cidr(1) == "10.244.1.0/24"

@@ -8,11 +8,22 @@ from nodemeta.sim.registry import rfc3339
 from nodemeta.sim.resources import JSON
 
 
+def pod_cidr(index: int) -> str:
+    """Node N's pod CIDR: 10.244.N.0/24 like a kind cluster for the first 1,024 nodes (10.244.0.0/14), then
+    10.128.0.0/10 for up to 16,384 more, clear of the service range 10.96.0.0/12."""
+    if index < 1024:
+        return f"10.{244 + index // 256}.{index % 256}.0/24"
+    rest = index - 1024
+    if rest >= 64 * 256:
+        raise ValueError(f"no pod CIDR for node index {index}: at most {1024 + 64 * 256} nodes")
+    return f"10.{128 + rest // 256}.{rest % 256}.0/24"
+
+
 def node_object(name: str, index: int, now: float) -> JSON:
-    """A Ready node as a kubelet registers it; node N gets pod CIDR 10.244.N.0/24 and address 172.18.x.y."""
+    """A Ready node as a kubelet registers it: a /24 pod CIDR of its own and an address 172.18.x.y."""
     stamp = rfc3339(now)
     host_ip = f"172.18.{(index + 2) // 250}.{(index + 2) % 250 + 2}"
-    cidr = f"10.{244 + index // 256}.{index % 256}.0/24"
+    cidr = pod_cidr(index)
     ident = hashlib.sha256(name.encode()).hexdigest()
     labels = {
         "kubernetes.io/hostname": name,

@@ -475,7 +475,8 @@ class Registry:
             meta["finalizers"] = finalizers
         if res.has_generation and not pending:
             meta["generation"] = int(meta.get("generation") or 1) + 1
-        if options.dry_run:
+        if options.dry_run or obj == current.decode():
+            # A repeated delete that changes nothing (same deadline, no new finalizer) writes nothing.
             return DeleteResult(current, False, warnings)
         return DeleteResult(self.store.put(self.bucket(res), obj), False, warnings)
 
