@@ -378,3 +378,15 @@ def test_pod_cidrs_are_unique_and_valid_for_thousands_of_nodes() -> None:
     service_range = ipaddress.ip_network("10.96.0.0/12")
     assert not any(n.overlaps(service_range) for n in networks)
     assert pod_cidr(1) == "10.244.1.0/24"
+
+
+async def test_status_update_keeps_spec_but_takes_annotations(api: aiohttp.ClientSession) -> None:
+    created = await create(api, DEPLOYS, deployment())
+    created["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
+    created["metadata"]["labels"] = {"changed": "no"}
+    created["spec"]["replicas"] = 9
+    created["status"] = {"replicas": 2}
+    status, body, _ = await call(api, "PUT", f"{DEPLOYS}/web/status", created)
+    assert status == 200
+    assert body["metadata"]["annotations"] == {"deployment.kubernetes.io/revision": "1"}
+    assert "labels" not in body["metadata"] and body["spec"]["replicas"] == 2 and body["status"] == {"replicas": 2}

@@ -180,3 +180,20 @@ async def test_errors_are_reported_like_kube_apiserver(kubectl: Kubectl) -> None
     assert code != 0 and 'unknown field "spec.replica"' in err
     code, _, err = await kubectl.run("get", "widgets", check=False)
     assert code != 0 and "doesn't have a resource type" in err
+
+
+async def test_scale_subresource(kubectl: Kubectl) -> None:
+    await kubectl.run("apply", "-f", "-", stdin=MANIFEST)
+    for kind in ("deployment/web", "replicaset/legacy", "replicationcontroller/older"):
+        _, out, _ = await kubectl.run("scale", kind, "-n", "shop", "--replicas=4")
+        assert "scaled" in out
+        obj = await kubectl.json("get", kind, "-n", "shop")
+        assert obj["spec"]["replicas"] == 4
+    _, out, _ = await kubectl.run("get", "--raw", "/apis/apps/v1/namespaces/shop/deployments/web/scale")
+    scale = json.loads(out)
+    assert scale["kind"] == "Scale" and scale["apiVersion"] == "autoscaling/v1"
+    assert scale["spec"] == {"replicas": 4} and scale["status"]["selector"] == "app=web"
+    code, _, err = await kubectl.run(
+        "scale", "deployment/web", "-n", "shop", "--replicas=2", "--resource-version=1", check=False
+    )
+    assert code != 0 and "Expected resource version to be 1" in err

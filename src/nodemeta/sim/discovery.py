@@ -28,8 +28,11 @@ _SUBRESOURCE_VERBS = {
     "binding": ["create"],
     "finalize": ["update"],
     "token": ["create"],
+    "scale": ["get", "patch", "update"],
 }
-_SUBRESOURCE_KIND = {"binding": "Binding", "token": "TokenRequest"}
+_SUBRESOURCE_KIND = {"binding": "Binding", "token": "TokenRequest", "scale": "Scale"}
+# Subresources served in another group-version than their parent.
+_SUBRESOURCE_GROUP = {"scale": ("autoscaling", "v1"), "token": ("authentication.k8s.io", "v1")}
 
 
 def api_versions(server_address: str) -> dict[str, Any]:
@@ -79,15 +82,16 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
             continue
         resources.append(_entry(res))
         for sub in res.subresources:
-            resources.append(
-                {
-                    "name": f"{res.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": res.namespaced,
-                    "kind": _SUBRESOURCE_KIND.get(sub, res.kind),
-                    "verbs": _SUBRESOURCE_VERBS.get(sub, ["get"]),
-                }
-            )
+            entry: dict[str, Any] = {
+                "name": f"{res.plural}/{sub}",
+                "singularName": "",
+                "namespaced": res.namespaced,
+                "kind": _SUBRESOURCE_KIND.get(sub, res.kind),
+                "verbs": _SUBRESOURCE_VERBS.get(sub, ["get"]),
+            }
+            if sub in _SUBRESOURCE_GROUP:
+                entry["group"], entry["version"] = _SUBRESOURCE_GROUP[sub]
+            resources.append(entry)
     if not resources:
         return None
     out: dict[str, Any] = {

@@ -19,6 +19,7 @@ import yaml
 from aiohttp import web
 
 from nodemeta.sim import errors
+from nodemeta.sim import patch as patches
 from nodemeta.sim.auth import Binding
 from nodemeta.sim.errors import APIError
 from nodemeta.sim.registry import DeleteOptions, Registry, rfc3339
@@ -182,6 +183,8 @@ class ResourceHandler:
                 return await self.watch(request, target, query)
             if target.name:
                 self._require(res, "get")
+                if target.subresource == "scale":
+                    return _json(self.registry.scale(res, target.namespace, target.name))
                 return self.get(request, target)
             self._require(res, "list")
             return await self.list(request, target, query)
@@ -201,6 +204,8 @@ class ResourceHandler:
                 self._require(res, "deletecollection")
                 return await self.delete_collection(request, target, query)
             raise errors.method_not_allowed(method.lower(), res)
+        if target.subresource == "scale" and method in ("PUT", "PATCH"):
+            return await self.write_scale(request, target)
         if method == "PUT":
             self._require(res, "update")
             return await self.update(request, target, query)
@@ -571,6 +576,30 @@ class ResourceHandler:
 
     # -- subresources ---------------------------------------------------------------------------------------
 
+    async def write_scale(self, request: web.Request, target: Target) -> web.Response:
+        """PUT or PATCH of workloads' `scale`: the patch applies to the Scale object, then replicas are written."""
+        res, ns, name = target.res, target.namespace, target.name
+        if request.method == "PUT":
+            body, _ = await self._body(request)
+            return _json(self.registry.set_scale(res, ns, name, body))
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        kind = _PATCH_TYPES.get(ctype)
+        if kind is None or kind == "apply":
+            raise errors.unsupported_media_type(ctype, [t for t, k in _PATCH_TYPES.items() if k != "apply"])
+        body, _ = await self._body(request, (ctype,))
+        current = self.registry.scale(res, ns, name)
+        try:
+            if kind == "json":
+                patched = patches.json_patch(current, body)
+            elif kind == "merge":
+                patched = patches.merge_patch(current, body)
+            else:
+                patched = patches.strategic_merge_patch(current, body, "Scale")
+        except patches.PatchError as err:
+            raise (errors.invalid("Scale", name, "autoscaling", [("", "FieldValueInvalid", str(err))])
+                   if err.invalid else errors.bad_request(str(err))) from err  # fmt: skip
+        return _json(self.registry.set_scale(res, ns, name, patched))
+
     async def bind(self, request: web.Request, target: Target) -> web.Response:
         body, _ = await self._body(request)
         self.registry.bind(target.res, target.namespace, target.name, body)
@@ -610,3 +639,7 @@ class ResourceHandler:
             "status": {"token": token, "expirationTimestamp": rfc3339(auth.expiry(token))},
         }
         return web.Response(status=201, body=orjson.dumps(answer), headers={"Content-Type": JSON_TYPE})
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), headers={"Content-Type": JSON_TYPE})

@@ -379,6 +379,12 @@ class Registry:
             if new["status"] is None:
                 new.pop("status")
             new["metadata"] = dict(old_meta)
+            # Status strategies keep the old spec but let annotations change (pods: labels too).
+            for key in ("annotations", "labels") if res.kind == "Pod" else ("annotations",):
+                if obj["metadata"].get(key):
+                    new["metadata"][key] = obj["metadata"][key]
+                else:
+                    new["metadata"].pop(key, None)
         else:
             new = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
             meta = new["metadata"]
@@ -524,6 +530,43 @@ class Registry:
             spec = final.decode().get("spec") or {}
             for address in spec.get("clusterIPs") or [spec.get("clusterIP")]:
                 self._cluster_ips.discard(address)
+
+    # -- scale --------------------------------------------------------------------------------------------------
+
+    def scale(self, res: ResourceType, namespace: str, name: str) -> JSON:
+        """The autoscaling/v1 Scale view of a workload."""
+        stored = self.get(res, namespace, name)
+        obj = stored.decode()
+        meta = obj["metadata"]
+        selector = (obj.get("spec") or {}).get("selector") or {}
+        labels = selector.get("matchLabels", selector) if res.group else selector
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "spec": {"replicas": int((obj.get("spec") or {}).get("replicas") or 0)},
+            "status": {"replicas": int((obj.get("status") or {}).get("replicas") or 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items()))},
+        }  # fmt: skip
+
+    def set_scale(self, res: ResourceType, namespace: str, name: str, scale: Any) -> JSON:
+        """Write a Scale back: only spec.replicas changes, conditional on its resourceVersion when given."""
+        spec = scale.get("spec") if isinstance(scale, dict) else None
+        replicas = spec.get("replicas") if isinstance(spec, dict) else None
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            causes = [
+                ("spec.replicas", "FieldValueInvalid", f"Invalid value: {replicas}: must be greater than or equal to 0")
+            ]
+            raise errors.invalid("Scale", name, "autoscaling", causes)
+        current = self.get(res, namespace, name)
+        wanted_rv = ((scale.get("metadata") or {}).get("resourceVersion")) if isinstance(scale, dict) else None
+        if wanted_rv and wanted_rv != str(current.rv):
+            raise errors.conflict(res, name, errors.STALE)
+        obj = current.decode()
+        obj.setdefault("spec", {})["replicas"] = replicas
+        self._write_over(res, current, obj, "", "Ignore", False)
+        return self.scale(res, namespace, name)
 
     # -- pods/binding ---------------------------------------------------------------------------------------
 

@@ -183,7 +183,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ),
     ResourceType(
         "", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", True,
-        short_names=("rc",), categories=("all",), subresources=("status",),
+        short_names=("rc",), categories=("all",), subresources=("status", "scale"),
         selectable_fields=frozenset({"status.replicas"}),
         extract_fields=_single("status.replicas", "status", "replicas"),
         default_propagation="Orphan", has_generation=True,
@@ -199,11 +199,11 @@ RESOURCES: tuple[ResourceType, ...] = (
     ),
     ResourceType(
         "apps", "v1", "deployments", "deployment", "Deployment", True, short_names=("deploy",),
-        categories=("all",), subresources=("status",), has_generation=True,
+        categories=("all",), subresources=("status", "scale"), has_generation=True,
     ),
     ResourceType(
         "apps", "v1", "replicasets", "replicaset", "ReplicaSet", True, short_names=("rs",),
-        categories=("all",), subresources=("status",), has_generation=True,
+        categories=("all",), subresources=("status", "scale"), has_generation=True,
     ),
     ResourceType(
         "apps", "v1", "daemonsets", "daemonset", "DaemonSet", True, short_names=("ds",),
@@ -211,7 +211,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ),
     ResourceType(
         "apps", "v1", "statefulsets", "statefulset", "StatefulSet", True, short_names=("sts",),
-        categories=("all",), subresources=("status",), has_generation=True,
+        categories=("all",), subresources=("status", "scale"), has_generation=True,
     ),
     ResourceType("apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", True),
     ResourceType(
