@@ -379,12 +379,11 @@ class Registry:
             if new["status"] is None:
                 new.pop("status")
             new["metadata"] = dict(old_meta)
-            # Status strategies keep the old spec but let annotations change (pods: labels too).
+            # Status strategies keep the old spec but let annotations change (pods: labels too). A body that
+            # leaves the key out keeps the stored value, so partial status writes cannot erase them.
             for key in ("annotations", "labels") if res.kind == "Pod" else ("annotations",):
-                if obj["metadata"].get(key):
+                if key in obj["metadata"]:
                     new["metadata"][key] = obj["metadata"][key]
-                else:
-                    new["metadata"].pop(key, None)
         else:
             new = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
             meta = new["metadata"]
