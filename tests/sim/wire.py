@@ -60,7 +60,7 @@ class WatchReader:
         return json.loads(line)  # type: ignore[no-any-return]
 
     async def until(self, predicate: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
-        seen = []
+        seen: list[dict[str, Any]] = []
         while True:
             event = await self.next(timeout)
             assert event is not None, f"stream ended before the expected event; saw {seen}"
@@ -69,7 +69,7 @@ class WatchReader:
                 return seen
 
     async def rest(self, timeout: float = 5.0) -> list[dict[str, Any]]:
-        events = []
+        events: list[dict[str, Any]] = []
         while (event := await self.next(timeout)) is not None:
             events.append(event)
         return events
