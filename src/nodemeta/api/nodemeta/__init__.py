@@ -1,0 +1,1 @@
+"""nodemeta's own versioned protos."""
