@@ -34,7 +34,6 @@ from nodemeta.sim.churn import (
     parse_mix,
 )
 from nodemeta.sim.controllers.network import ENDPOINT_SLICES
-from nodemeta.sim.controllers.nodes import NodeLifecycle
 from nodemeta.sim.generator import (
     DEPLOYMENTS,
     NAMESPACES,
@@ -61,13 +60,11 @@ def small_plan() -> ClusterPlan:
 
 async def start_cluster(plan: ClusterPlan) -> SimServer:
     """A built cluster whose pods stop quickly and whose pod GC has no quarantine, so churn settles fast."""
-    settings = SimSettings(seed=plan.seed, component_events=False, kubelet_stop_seconds=0.05)
+    settings = SimSettings(
+        seed=plan.seed, component_events=False, kubelet_stop_seconds=0.05, pod_gc_quarantine_seconds=0.0
+    )
     server = SimServer(settings)
     await server.start()
-    assert server.manager is not None
-    for controller in server.manager.controllers:
-        if isinstance(controller, NodeLifecycle):
-            controller.quarantine = 0.0
     try:
         async with asyncio.timeout(TIMEOUT):
             report = await build_cluster(server, plan)

@@ -33,8 +33,8 @@ How the build gets there quickly and the same way every time:
   labels and pod placement (only uids, times and generated name suffixes differ).
 
 For very large clusters, run the server with `component_events=False` (Events would outnumber every other object)
-and the kubelet without Lease renewals and with one-write pod start-up (`kubelet.HEARTBEATS`,
-`kubelet.TWO_STEP_START`): at 5,000 nodes, renewals alone are 500 writes a second.
+and the kubelet without Lease renewals and with one-write pod start-up (`SimSettings.kubelet_heartbeats`,
+`SimSettings.kubelet_two_step_start`): at 5,000 nodes, renewals alone are 500 writes a second.
 """
 
 from __future__ import annotations

@@ -39,6 +39,15 @@ class SimSettings:
     # How long the kubelet stand-in takes to stop a pod's containers once it is deleted: the grace period, but at
     # most this long, since real containers usually exit on SIGTERM well before their grace period runs out.
     kubelet_stop_seconds: float = 1.0
+    # Kubelets renew their node Lease every 10 s (a quarter of its 40 s duration). At 5,000 nodes that is 500
+    # writes a second, so very large generated clusters may turn heartbeats off (Leases are still created once).
+    kubelet_heartbeats: bool = True
+    kubelet_lease_renew_seconds: float = 10.0
+    # A real kubelet writes a pod's status twice on start (ContainerCreating, then Running); one write is cheaper.
+    kubelet_two_step_start: bool = True
+    # The pod garbage collector waits this long before force-deleting pods of a node that is gone
+    # (kube-controller-manager's podgc quarantine), so a quickly re-registered node keeps its pods.
+    pod_gc_quarantine_seconds: float = 40.0
     # Whether the scheduler and kubelets record Events (Scheduled, Pulled, Started...). Off for very large
     # generated clusters, where they would outnumber every other object.
     component_events: bool = True

@@ -151,9 +151,10 @@ async def test_unreachable_node_marks_pods_not_ready_and_finishes_evictions_when
     await eventually(recovered, timeout=3)
 
 
-async def test_pods_of_a_deleted_node_are_collected_after_the_quarantine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nodes, "POD_GC_QUARANTINE_SECONDS", 0.3)
-    settings = SimSettings(nodes=2, seed=11, kubelet_stop_seconds=0.2, controllers=CONTROLLERS)
+async def test_pods_of_a_deleted_node_are_collected_after_the_quarantine() -> None:
+    settings = SimSettings(
+        nodes=2, seed=11, kubelet_stop_seconds=0.2, controllers=CONTROLLERS, pod_gc_quarantine_seconds=0.3
+    )
     async with SimServer(settings) as server, aiohttp.ClientSession(base_url=server.url) as api:
         await create(api, PODS, on_node("doomed", "node-1"))
         await create(api, PODS, on_node("safe", "node-2"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import os
 import shutil
@@ -16,7 +17,6 @@ import pytest
 
 from nodemeta.sim import SimServer, SimSettings
 from nodemeta.sim.builders import node_object
-from nodemeta.sim.controllers import kubelet
 from nodemeta.sim.controllers.kubelet import Kubelet, image_id, normalize_image, qos_class, static_pods
 from nodemeta.sim.controllers.nodes import set_node_ready
 from tests.sim.wire import WatchReader, call, create, pod
@@ -380,9 +380,9 @@ async def test_static_pod_gets_a_mirror_pod_that_comes_back_when_deleted(
     assert status == 404
 
 
-async def test_node_leases_are_created_and_renewed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kubelet, "LEASE_RENEW_SECONDS", 0.1)
-    async with SimServer(settings(2)) as server, aiohttp.ClientSession(base_url=server.url) as api:
+async def test_node_leases_are_created_and_renewed() -> None:
+    quick = dataclasses.replace(settings(2), kubelet_lease_renew_seconds=0.1)
+    async with SimServer(quick) as server, aiohttp.ClientSession(base_url=server.url) as api:
         path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-1"
         first = await eventually(lambda: get(api, path))
         assert first["spec"]["holderIdentity"] == "node-1" and first["spec"]["leaseDurationSeconds"] == 40
@@ -406,10 +406,9 @@ async def test_node_leases_are_created_and_renewed(monkeypatch: pytest.MonkeyPat
         assert missing == 404
 
 
-async def test_heartbeats_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kubelet, "LEASE_RENEW_SECONDS", 0.05)
-    monkeypatch.setattr(kubelet, "HEARTBEATS", False)
-    async with SimServer(settings(1)) as server, aiohttp.ClientSession(base_url=server.url) as api:
+async def test_heartbeats_can_be_turned_off() -> None:
+    quick = dataclasses.replace(settings(1), kubelet_lease_renew_seconds=0.05, kubelet_heartbeats=False)
+    async with SimServer(quick) as server, aiohttp.ClientSession(base_url=server.url) as api:
         await settled(server)
         path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-1"
         created = await get(api, path)

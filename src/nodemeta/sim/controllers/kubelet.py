@@ -15,9 +15,9 @@ What a kubelet shows the API, per pod bound to an existing node:
 * a node whose Ready condition is Unknown (see `nodes.set_node_ready`) has no working kubelet: its pods neither
   start nor finish terminating and its Lease is not renewed until it is Ready or NotReady again. Pods bound to a node
   that does not exist stay Pending;
-* heartbeats: a coordination.k8s.io/v1 Lease per node in kube-node-lease, renewed every `LEASE_RENEW_SECONDS`
-  while `heartbeats` is on. At 5,000 nodes that is 500 writes/s, so a cluster generator may turn renewals off
-  (module default `HEARTBEATS`, constructor argument, or `Kubelet.set_heartbeats`); Leases are still created once;
+* heartbeats: a coordination.k8s.io/v1 Lease per node in kube-node-lease, renewed every
+  `SimSettings.kubelet_lease_renew_seconds` while `heartbeats` is on. At 5,000 nodes that is 500 writes/s, so a cluster generator may turn renewals off
+  (`SimSettings.kubelet_heartbeats`, constructor argument, or `Kubelet.set_heartbeats`); Leases are still created once;
 * static pods: manifests declared with `static_pods(registry).add(node, manifest)` (or `Kubelet.add_static_pod`)
   get a mirror pod `<name>-<node>`, recreated when deleted and replaced when the manifest changes.
 
@@ -62,15 +62,7 @@ log = structlog.get_logger("nodemeta.sim.controllers.kubelet")
 
 LEASES = resource("coordination.k8s.io", "v1", "leases")
 LEASE_NAMESPACE = "kube-node-lease"
-# The kubelet renews its node Lease every 10 s (a quarter of the 40 s lease duration).
-LEASE_RENEW_SECONDS = 10.0
 LEASE_DURATION_SECONDS = 40
-# Whether kubelets renew their Leases; read when a Kubelet is constructed, so a generator building a very large
-# cluster can set `kubelet.HEARTBEATS = False` before starting the server.
-HEARTBEATS = True
-# Two status writes per pod start (Pending/ContainerCreating, then Running), as a real kubelet makes; read at
-# construction like HEARTBEATS.
-TWO_STEP_START = True
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 HASH_ANNOTATION = "kubernetes.io/config.hash"
@@ -519,9 +511,9 @@ class Kubelet(Controller):
         two_step_start: bool | None = None,
     ) -> None:
         super().__init__(registry, settings)
-        self.heartbeats = HEARTBEATS if heartbeats is None else heartbeats
-        self.two_step_start = TWO_STEP_START if two_step_start is None else two_step_start
-        self.lease_renew_seconds = LEASE_RENEW_SECONDS
+        self.heartbeats = settings.kubelet_heartbeats if heartbeats is None else heartbeats
+        self.two_step_start = settings.kubelet_two_step_start if two_step_start is None else two_step_start
+        self.lease_renew_seconds = settings.kubelet_lease_renew_seconds
         self.static_pods = static_pods(registry)
         self.static_pods.attach(self)
         self._nodes: dict[str, _NodeInfo] = {}

@@ -38,10 +38,6 @@ UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
 _CONDITION_TAINT_KEYS = frozenset({NOT_READY, UNREACHABLE, UNSCHEDULABLE})
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
-# kube-controller-manager's pod GC waits this long after a node disappears before deleting its pods
-# (`quarantineTime` in pkg/controller/podgc), so a node that is re-registered quickly keeps them.
-POD_GC_QUARANTINE_SECONDS = 40.0
-
 
 def resource(group: str, version: str, plural: str) -> ResourceType:
     found = lookup(group, version, plural)
@@ -317,7 +313,7 @@ class NodeLifecycle(Controller):
 
     def __init__(self, registry: Registry, settings: SimSettings, *, quarantine: float | None = None) -> None:
         super().__init__(registry, settings)
-        self.quarantine = POD_GC_QUARANTINE_SECONDS if quarantine is None else quarantine
+        self.quarantine = settings.pod_gc_quarantine_seconds if quarantine is None else quarantine
         self._nodes: dict[str, _NodeView] = {}
         self._pods_on: dict[str, set[str]] = {}
         # When each missing node name was first seen missing: the start of its pods' quarantine.
