@@ -260,12 +260,53 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_pressure_us() -> int | None:
+    """Total microseconds in which some task on this machine waited for a CPU (PSI), or None without PSI."""
+    try:
+        for line in Path("/proc/pressure/cpu").read_text().splitlines():
+            if line.startswith("some "):
+                return int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class Contention:
+    """How busy the rest of the machine was during a step: CPU pressure (PSI) and the load average."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.psi0 = cpu_pressure_us()
+        self.load0 = os.getloadavg()[0]
+
+    def result(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self.t0
+        psi = cpu_pressure_us()
+        stalled = None
+        if psi is not None and self.psi0 is not None and wall > 0:
+            stalled = round(100 * (psi - self.psi0) / 1e6 / wall, 1)
+        return {"cpu_pressure_pct": stalled, "loadavg_1m": [round(self.load0, 2), round(os.getloadavg()[0], 2)]}
+
+
 def raise_nofile_limit(wanted: int = 65536) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _git_commit() -> str:
+    """The commit under test, with "+dirty" when src/ has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "src"], capture_output=True,
+                               text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def machine_facts() -> dict[str, Any]:
@@ -281,6 +322,7 @@ def machine_facts() -> dict[str, Any]:
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
     return {
+        "nodemeta_commit": _git_commit(),
         "nproc": os.cpu_count(),
         "cpu_model": cpu,
         "mem_total_gib": round(mem_kib / 1024 / 1024, 1),
@@ -298,15 +340,19 @@ class GcTimer:
     """GC pauses of this process, from gc.callbacks."""
 
     started: float = 0.0
+    started_cpu: float = 0.0
     pauses: list[int] = field(default_factory=lambda: [0, 0, 0])
-    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # wall time, what clients wait
+    cpu_seconds: float = 0.0  # on-CPU time; below `seconds` when the machine is contended
     longest: float = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self.started = time.perf_counter()
+            self.started_cpu = time.thread_time()
             return
         took = time.perf_counter() - self.started
+        self.cpu_seconds += time.thread_time() - self.started_cpu
         generation = info["generation"]
         self.pauses[generation] += 1
         self.seconds[generation] += took
@@ -314,7 +360,7 @@ class GcTimer:
 
     def snapshot(self) -> dict[str, Any]:
         return {"count": list(self.pauses), "seconds": [round(s, 4) for s in self.seconds],
-                "longest_s": round(self.longest, 4)}  # fmt: skip
+                "cpu_s": round(self.cpu_seconds, 4), "longest_s": round(self.longest, 4)}  # fmt: skip
 
 
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -367,9 +413,15 @@ async def serve(args: argparse.Namespace) -> int:
     gc.callbacks.append(gc_timer)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    server = SimServer(SimSettings(host=LOOPBACK, port=0, seed=args.seed))
+    # No controllers: this measures the API server (store, lists, watches), and the pods written here straight into
+    # the registry name owners that do not exist, which the garbage collector would delete.
+    server = SimServer(SimSettings(host=LOOPBACK, port=0, seed=args.seed, controllers=()))
     built = populate(server, args.pods, args.nodes, args.namespaces)
     build_s = time.perf_counter() - t0
+    if args.gc_freeze:
+        # Experiment, not what `nodemeta sim serve` does: keep the loaded heap out of every later GC pass.
+        gc.collect()
+        gc.freeze()
     await server.start()
     port = urlsplit(server.url).port
     pod_res = lookup("", "v1", "pods")
@@ -494,7 +546,7 @@ def start_server(args: argparse.Namespace, workdir: Path) -> ServerProcess:
         sys.executable, str(Path(__file__).resolve()), "serve",
         "--pods", str(args.pods), "--nodes", str(args.nodes), "--namespaces", str(args.namespaces),
         "--seed", str(args.seed), "--port-file", str(port_file), "--stats-file", str(stats_file),
-    ]  # fmt: skip
+    ] + (["--gc-freeze"] if args.gc_freeze else [])  # fmt: skip
     with log_file.open("wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return ServerProcess(proc, port_file, stats_file, log_file)
@@ -866,6 +918,7 @@ async def churn_phase(
     bytes0 = sum(w.bytes for w in watchers)
     profiler = Profiler(server.pid, profile_path)
     profiler.start()
+    contention = Contention()
     cpu0 = server.cpu()
     client_cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -879,6 +932,7 @@ async def churn_phase(
             break
         await asyncio.sleep(0.02)
     drained = time.perf_counter()
+    busy = contention.result()
     server_cpu = server.cpu() - cpu0
     client_cpu = time.process_time() - client_cpu0
     profile = await profiler.stop()
@@ -926,6 +980,8 @@ async def churn_phase(
         "server_cpu_per_delivery_us": round(server_cpu / max(1, received_total) * 1e6, 1),
         "client_cpu_s": round(client_cpu, 3),
         "server_gc_s": round(sum(stats["gc"]["seconds"]) - sum(gc_before["seconds"]), 3),
+        "server_gc_cpu_s": round(stats["gc"]["cpu_s"] - gc_before["cpu_s"], 3),
+        "contention": busy,
         "server_gc_longest_s": stats["gc"]["longest_s"],
         "memory_after": server.memory_mib(),
         "profiled": bool(profile_path),
@@ -939,7 +995,7 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results |= {
         "machine": machine_facts(),
         "params": {k: getattr(args, k) for k in ("pods", "nodes", "namespaces", "watchers", "churn", "rate",
-                                                 "inflight", "page_limit", "seed")},
+                                                 "inflight", "page_limit", "seed", "gc_freeze")},
     }  # fmt: skip
     t_plan = time.perf_counter()
     plans = plan_pods(args.pods, args.nodes, args.namespaces)
@@ -996,6 +1052,7 @@ async def measure(
         ]
         list_rv = ""
         for name, limit, accept in steps:
+            contention = Contention()
             cpu0 = server.cpu()
             listed = await list_all(session, server.base, limit, accept)
             cpu = server.cpu() - cpu0
@@ -1014,6 +1071,7 @@ async def measure(
                 "kinds": listed["kinds"],
                 **check_names(names, truth),
                 "memory": server.memory_mib(),
+                "contention": contention.result(),
             }
             results[name] = step
             list_rv = list_rv or listed["rv"]
@@ -1038,13 +1096,19 @@ def _lat(lat: dict[str, Any]) -> str:
     return f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms"
 
 
+def _contention(c: dict[str, Any]) -> str:
+    return f"CPU pressure {c['cpu_pressure_pct']}%, load {c['loadavg_1m'][0]}..{c['loadavg_1m'][1]}"
+
+
 def _mib(value: float) -> str:
     return f"{value:,.0f} MiB"
 
 
 def table_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
     p = r["params"]
-    yield "scale", f"{p['pods']:,} pods, {p['nodes']:,} nodes, {p['watchers']:,} watchers, {p['churn']:,} patches"
+    freeze = " (server GC frozen after the build: experiment)" if p.get("gc_freeze") else ""
+    scale = f"{p['pods']:,} pods, {p['nodes']:,} nodes, {p['watchers']:,} watchers, {p['churn']:,} patches"
+    yield "scale", scale + freeze
     b = r.get("build")
     if b:
         rate = f"{b['pod_writes_per_s']:,.0f} pod writes/s"
@@ -1063,7 +1127,7 @@ def table_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
         size = f"{s['pages']} pages, {s['mib']:,.1f} MiB"
         speed = f"fetch {s['fetch_s']:.2f} s ({s['fetch_items_per_s']:,} items/s), wall {s['wall_s']:.2f} s"
         server = f"server CPU {s['server_cpu_s']:.2f} s, peak RSS {_mib(s['memory']['peak_rss_mib'])}"
-        yield label, f"{size}; {speed}; {server}; {ok}"
+        yield label, f"{size}; {speed}; {server}; {ok}; {_contention(s['contention'])}"
     w = r.get("watch_fanout")
     if w:
         shapes = f"{w['cluster_watchers']} cluster-wide + {w['node_watchers']} node-filtered"
@@ -1095,7 +1159,9 @@ def _phase_rows(number: int, ph: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield tag + "latency all", _lat(ph["latency"])
     per = f"{ph['server_cpu_per_patch_ms']} ms/patch, {ph['server_cpu_per_delivery_us']} us/delivery"
     share = f"{100 * ph['server_cpu_share']:.0f}% of a core"
-    yield tag + "server CPU", f"{ph['server_cpu_s']:.2f} s ({share}; {per}), GC {ph['server_gc_s']} s"
+    gc_time = f"GC {ph['server_gc_cpu_s']} s CPU / {ph['server_gc_s']} s wall"
+    yield tag + "server CPU", f"{ph['server_cpu_s']:.2f} s ({share}; {per}), {gc_time}"
+    yield tag + "machine contention", _contention(ph["contention"])
     yield tag + "client CPU", f"{ph['client_cpu_s']:.2f} s"
     mem = ph["memory_after"]
     yield tag + "server RSS after", f"{_mib(mem['rss_mib'])} (peak {_mib(mem['peak_rss_mib'])})"
@@ -1128,6 +1194,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--nodes", type=int, default=5_000)
         p.add_argument("--namespaces", type=int, default=50)
         p.add_argument("--seed", type=int, default=1)
+        p.add_argument(
+            "--gc-freeze",
+            action="store_true",
+            help="experiment: gc.freeze() in the server after the build (not what the server does)",
+        )
     serve_p.add_argument("--port-file", required=True, help="written as JSON (port, build time) once serving")
     serve_p.add_argument("--stats-file", default="", help="written as JSON on SIGUSR1 and at exit")
     run_p.add_argument("--watchers", type=int, default=1_000, help="half cluster-wide, half filtered by node")

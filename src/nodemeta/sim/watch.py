@@ -10,7 +10,6 @@ never runs ahead of an event this watcher has not been sent yet.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -155,6 +154,11 @@ class WatchStream:
         start = self._clock()
         deadline = start + self.options.timeout
         next_bookmark = self._next_bookmark(start, deadline)
+        loop = asyncio.get_running_loop()
+        # One timer per stream, re-armed only when the time to wake at changes: waiting with asyncio.wait_for
+        # would allocate a task and a timer on every sleep, which at a thousand watchers dominated the CPU.
+        timer: asyncio.TimerHandle | None = None
+        timer_at = 0.0
         try:
             first = True
             if self._initial:
@@ -190,9 +194,12 @@ class WatchStream:
                     next_bookmark = self._next_bookmark(now, deadline)
                     continue
                 wait_until = min(deadline, next_bookmark) if self.options.bookmarks else deadline
+                if timer is None or timer_at != wait_until:
+                    if timer is not None:
+                        timer.cancel()
+                    timer, timer_at = loop.call_later(max(0.0, wait_until - now), self._wake.set), wait_until
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, wait_until - now))
+                await self._wake.wait()
             if self.expired_floor is not None and not self.closed:
                 status = errors.expired(f"too old resource version: {self.last_rv} ({self.expired_floor})").status()
                 await write(error_line(status))
@@ -200,6 +207,8 @@ class WatchStream:
                 self._wake.clear()
                 await self._wake.wait()
         finally:
+            if timer is not None:
+                timer.cancel()
             self.closed = True
             self.bucket.unsubscribe(self)
 

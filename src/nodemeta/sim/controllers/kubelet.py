@@ -16,8 +16,9 @@ What a kubelet shows the API, per pod bound to an existing node:
   start nor finish terminating and its Lease is not renewed until it is Ready or NotReady again. Pods bound to a node
   that does not exist stay Pending;
 * heartbeats: a coordination.k8s.io/v1 Lease per node in kube-node-lease, renewed every
-  `SimSettings.kubelet_lease_renew_seconds` while `heartbeats` is on. At 5,000 nodes that is 500 writes/s, so a cluster generator may turn renewals off
-  (`SimSettings.kubelet_heartbeats`, constructor argument, or `Kubelet.set_heartbeats`); Leases are still created once;
+  `SimSettings.kubelet_lease_renew_seconds` while `heartbeats` is on. At 5,000 nodes that is 500 writes/s, so a
+  cluster generator may turn renewals off (`SimSettings.kubelet_heartbeats`, constructor argument, or
+  `Kubelet.set_heartbeats`); Leases are still created once;
 * static pods: manifests declared with `static_pods(registry).add(node, manifest)` (or `Kubelet.add_static_pod`)
   get a mirror pod `<name>-<node>`, recreated when deleted and replaced when the manifest changes.
 
