@@ -1,0 +1,130 @@
+"""The collector's gRPC server: both metadata services on one port, plaintext or TLS, with server keepalive.
+
+`build_server` binds the port at once (`bound_port` tells which), so a busy port or a bad certificate is a start-up
+error; the caller starts the server. `stop` is the graceful shutdown: it closes the broker first, so every open
+Watch ends with UNAVAILABLE (a Falco plugin stops for good on OK), then stops the server within the grace period.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from nodemeta.collector.broker import Broker
+from nodemeta.collector.grpc_falco import FalcoWatch
+from nodemeta.collector.grpc_stream import NodeMetadataWatch
+
+__all__ = ["ServerConfigError", "ServerSettings", "bound_port", "build_server", "server_options", "stop"]
+
+
+class ServerConfigError(RuntimeError):
+    """The server cannot start as configured (unreadable certificate or key, port not available).
+
+    A RuntimeError, as grpc's own bind failures are."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    """Transport settings of the gRPC server."""
+
+    # Server pings on an idle connection every 30 s, and drops it when a ping is not answered within 10 s: the
+    # Falco plugin sets no keepalive, so this is what finds half-open connections (a node that vanished) and frees
+    # their subscriptions. Pings go out with no call open too.
+    keepalive_time: float = 30.0
+    keepalive_timeout: float = 10.0
+    # Clients may ping every 10 s without a GOAWAY (gRPC's default enforcement wants 5 minutes).
+    min_client_ping_interval: float = 10.0
+    # The Falco plugin receives at most 4 MiB per message; events are far smaller and batches are cut at
+    # BrokerSettings.batch_max_bytes (1 MiB), so this is only a backstop against a runaway object.
+    max_send_message_bytes: int = 4 << 20
+    # Requests are a node name and a few kinds.
+    max_receive_message_bytes: int = 64 << 10
+    # Streams live for as long as the node agent runs; an idle or old connection is not a reason to close it.
+    # (gRPC's max_connection_idle / max_connection_age are therefore left unset.)
+
+
+def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.keepalive_time_ms", round(settings.keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", round(settings.keepalive_timeout * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", round(settings.min_client_ping_interval * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", round(settings.min_client_ping_interval * 1000)),
+        ("grpc.max_send_message_length", settings.max_send_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+        # Another process on the same port is an error, not a silent share of the connections.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+# The port each server was bound to (grpc.aio.Server does not tell).
+_ports: weakref.WeakKeyDictionary[grpc.aio.Server, int] = weakref.WeakKeyDictionary()
+
+
+def build_server(
+    broker: Broker,
+    *,
+    address: str,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    settings: ServerSettings = ServerSettings(),
+) -> grpc.aio.Server:
+    """A grpc.aio server serving `metadata.Metadata` and `nodemeta.v1.NodeMetadata` from `broker`, bound to
+    `address` (a gRPC target such as "0.0.0.0:45000" or "[::]:0"; port 0 picks a free port, see `bound_port`).
+
+    TLS when `tls_cert` and `tls_key` name PEM files (certificate chain, private key); plaintext when neither is
+    given. Raises ServerConfigError when a file cannot be read or the port cannot be bound. Call it with the event
+    loop running; start the server with `await server.start()`."""
+    tls = _read_tls(tls_cert, tls_key)
+    server = grpc.aio.server(options=server_options(settings))
+    for service in (FalcoWatch(broker), NodeMetadataWatch(broker)):
+        handlers = service.method_handlers()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.SERVICE, handlers),))
+        server.add_registered_method_handlers(service.SERVICE, handlers)
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            cert_chain, private_key = tls
+            port = server.add_secure_port(address, grpc.ssl_server_credentials([(private_key, cert_chain)]))
+    except RuntimeError as error:
+        raise ServerConfigError(f"cannot listen on {address}: {error}") from error
+    if port == 0:
+        raise ServerConfigError(f"cannot listen on {address}")
+    _ports[server] = port
+    return server
+
+
+def bound_port(server: grpc.aio.Server) -> int:
+    """The port `build_server` bound `server` to."""
+    return _ports[server]
+
+
+async def stop(server: grpc.aio.Server, broker: Broker, grace: float | None) -> None:
+    """Graceful shutdown: end every subscription (their streams end with UNAVAILABLE, never OK), then stop the
+    server, cancelling within `grace` seconds whatever is still open (a stream stuck writing to a client that
+    stopped reading)."""
+    broker.close()
+    await server.stop(grace)
+
+
+def _read_tls(cert: str | None, key: str | None) -> tuple[bytes, bytes] | None:
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise ServerConfigError("TLS needs both a server certificate and its key (--broker-server-cert/-key)")
+    return _read_pem(cert, "certificate"), _read_pem(key, "key")
+
+
+def _read_pem(path: str, what: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ServerConfigError(f"cannot read the TLS {what} {path}: {error.strerror or error}") from error
+    if b"-----BEGIN" not in data:
+        raise ServerConfigError(f"the TLS {what} {path} is not PEM")
+    return data
