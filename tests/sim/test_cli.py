@@ -90,3 +90,54 @@ async def test_port_in_use_is_a_clear_error() -> None:
         _, err = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in err.decode()
+
+
+async def test_generated_cluster_with_churn(tmp_path: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is not installed")
+    kubeconfig = tmp_path / "kc.yaml"
+    proc = await asyncio.create_subprocess_exec(
+        *NODEMETA, "sim", "serve", "--nodes", "4", "--pods-per-node", "6", "--seed", "3", "--churn-rate", "5",
+        "--kubeconfig", str(kubeconfig), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(90):
+            while not any(line.startswith("churning at") for line in lines):
+                raw = await proc.stderr.readline()
+                assert raw, f"the server ended early: {lines}"
+                lines.append(raw.decode().strip())
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path)}
+        get = await asyncio.create_subprocess_exec(
+            kubectl, "get", "pods", "-A", "--field-selector", "status.phase=Running", "-o", "json",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(get.communicate(), 30)
+        assert get.returncode == 0, err.decode()
+        running = json.loads(out)["items"]
+        assert {p["spec"]["nodeName"] for p in running} == {"node-1", "node-2", "node-3", "node-4"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    assert any(line.startswith("cluster ready:") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--churn-rate", "5"], "--churn-rate needs a generated cluster"),
+        (["--pods-per-node", "5"], "--pods-per-node needs --nodes"),
+        (["--nodes", "2", "--churn-mix", "teleport=1"], "teleport"),
+        (["--controllers", "sheduler"], "unknown controllers: sheduler"),
+    ],
+)
+async def test_generator_flag_errors(args: list[str], message: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *NODEMETA, "sim", "serve", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2
+    assert message in err.decode()

@@ -1,0 +1,100 @@
+"""The collector's settings: listen addresses, TLS files and shutdown timing, each default with its reason.
+
+Settings are frozen and keyword-only, built once by the command line (or a test) and passed down explicitly. The
+defaults are the Go k8s-metacollector's, so its Helm chart, probes and ServiceMonitor keep working unchanged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodemeta.kube.settings import ClientSettings, ReflectorSettings
+
+__all__ = ["BindAddress", "CollectorSettings", "SettingsError", "TLSFiles"]
+
+
+class SettingsError(ValueError):
+    """A setting is unusable; the message says which and why, for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class BindAddress:
+    """Where to listen, written as the Go collector's flags write it: `:PORT` (every interface), `HOST:PORT` or
+    `[IPv6]:PORT`. Port 0 asks the system for a free port (tests use it)."""
+
+    host: str
+    port: int
+    # As given, for logs (the Go collector logs the flag value, e.g. ":45000").
+    text: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> BindAddress:
+        host, sep, port_text = text.strip().rpartition(":")
+        if not sep:
+            raise SettingsError(f"bind address {text!r} must be :PORT, HOST:PORT or [IPv6]:PORT")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError as err:
+                raise SettingsError(f"bind address {text!r}: {host!r} is not an IPv6 address") from err
+        elif ":" in host:
+            raise SettingsError(f"bind address {text!r}: write IPv6 hosts in brackets, e.g. [::1]:8080")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise SettingsError(f"bind address {text!r}: port {port_text!r} is not a number") from None
+        if not 0 <= port <= 65535:
+            raise SettingsError(f"bind address {text!r}: port must be 0-65535")
+        return cls(host or "0.0.0.0", port, text)
+
+    @property
+    def target(self) -> str:
+        """`host:port` as gRPC and logs write it (IPv6 in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.text or self.target
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFiles:
+    """The gRPC server's certificate chain and private key (PEM files, read when the server is built)."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectorSettings:
+    """How the collector serves. The Broker's own limits live in `BrokerSettings` beside it."""
+
+    # gRPC (both metadata.Metadata and nodemeta.v1.NodeMetadata). The Go collector's default port; the Falco
+    # chart points the k8smeta plugin at it.
+    broker_address: BindAddress = field(default_factory=lambda: BindAddress.parse(":45000"))
+    # Prometheus /metrics on its own listener, as controller-runtime serves it; None disables it (the Go flag's
+    # value "0").
+    metrics_address: BindAddress | None = field(default_factory=lambda: BindAddress.parse(":8080"))
+    # /healthz and /readyz; the Go collector's manifests probe this port.
+    probe_address: BindAddress = field(default_factory=lambda: BindAddress.parse(":8081"))
+    # Server-side TLS for gRPC; None serves plaintext HTTP/2, like the Go collector without its cert flags.
+    tls: TLSFiles | None = None
+    # After the broker ends every stream (UNAVAILABLE), how long the gRPC server waits for handlers to finish
+    # before cancelling them. Handlers end at once when the broker closes, so this only bounds a stuck one; 5 s
+    # is half of the manifests' terminationGracePeriodSeconds (10 s), leaving time for the listeners to close.
+    shutdown_grace: float = 5.0
+    # Log the kinds still unsynced this often while waiting (an API server that refuses a list, or RBAC that
+    # lacks a verb, shows up here and in /readyz rather than as silence). 30 s is the e2e tests' start budget.
+    sync_report_interval: float = 30.0
+    # The API connection and the list/watch loops (client-go's numbers; tests pass faster backoffs).
+    client: ClientSettings = field(default_factory=ClientSettings)
+    reflector: ReflectorSettings = field(default_factory=ReflectorSettings)
+
+    def __post_init__(self) -> None:
+        if self.shutdown_grace < 0:
+            raise SettingsError("shutdown_grace must not be negative")
+        if self.sync_report_interval <= 0:
+            raise SettingsError("sync_report_interval must be positive")
