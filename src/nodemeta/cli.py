@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import nodemeta.demo as demo_command
 from nodemeta import __version__, logs
 from nodemeta.sim import command as sim_command
 
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim_command.add_serve_arguments(serve)
     _add_collector(commands)
     _add_watch(commands)
+    demo = commands.add_parser(
+        "demo", help="a simulated cluster, the collector and node subscribers, live (the project in one command)"
+    )
+    demo_command.add_arguments(demo)
     return parser
 
 
@@ -315,6 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_until_signal(_collector_run(args))
     if args.command == "watch":
         return _run_until_signal(_watch(args))
+    if args.command == "demo":
+        problem = demo_command.problem(args)
+        if problem:
+            parser.error(problem)
+        # The demo handles SIGINT/SIGTERM itself: the first one stops it with a summary.
+        return asyncio.run(demo_command.run(args))
     parser.error("unknown command")
     return 2
 
