@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 import structlog
 
-from nodemeta.sim.controllers import hashing
+from nodemeta.sim.controllers import affinity, hashing
 from nodemeta.sim.controllers.base import Controller, Factory, Requeue
 from nodemeta.sim.controllers.nodes import (
     NODES,
@@ -289,40 +289,6 @@ def node_view(stored: Stored) -> NodeView:
     return NodeView(stored.name, dict(stored.labels), tuple(taints))
 
 
-def _requirement_matches(requirement: JSON, values: Mapping[str, str]) -> bool:
-    key = str(requirement.get("key") or "")
-    operator = requirement.get("operator") or ""
-    wanted = [str(v) for v in requirement.get("values") or ()]
-    present = key in values
-    if operator == "In":
-        return present and values[key] in wanted
-    if operator == "NotIn":
-        return not present or values[key] not in wanted
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt") and present and len(wanted) == 1:
-        try:
-            actual, bound = int(values[key]), int(wanted[0])
-        except ValueError:
-            return False
-        return actual > bound if operator == "Gt" else actual < bound
-    return False
-
-
-def _term_matches(term: JSON, node: NodeView) -> bool:
-    """A node selector term ANDs its requirements; a term without any matches no node."""
-    expressions = term.get("matchExpressions") or ()
-    fields = term.get("matchFields") or ()
-    if not expressions and not fields:
-        return False
-    names = {"metadata.name": node.name}
-    return all(_requirement_matches(e, node.labels) for e in expressions) and all(
-        _requirement_matches(f, names) for f in fields
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Where a DaemonSet's pods may run: nodeSelector, required node affinity and the pods' tolerations."""
@@ -347,7 +313,7 @@ class Placement:
     def selects(self, node: NodeView) -> bool:
         if any(node.labels.get(key) != value for key, value in self.node_selector.items()):
             return False
-        return self.terms is None or any(_term_matches(term, node) for term in self.terms)
+        return self.terms is None or any(affinity.term_matches(term, node.name, node.labels) for term in self.terms)
 
 
 def _daemon_tolerations(tolerations: Iterable[Any], host_network: bool) -> tuple[JSON, ...]:
@@ -404,10 +370,7 @@ def target_node(spec: JSON) -> str:
     """util.GetTargetNodeName: the bound node, else the node the pod's affinity pins it to."""
     if spec.get("nodeName"):
         return str(spec["nodeName"])
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    for term in required.get("nodeSelectorTerms") or ():
+    for term in affinity.required_terms(spec) or ():
         for requirement in (term or {}).get("matchFields") or ():
             values = requirement.get("values") or []
             if requirement.get("key") == "metadata.name" and requirement.get("operator") == "In" and len(values) == 1:
@@ -469,10 +432,8 @@ def daemonset_view(stored: Stored) -> DaemonSetView:
     status = ds.get("status") or {}
     template = spec.get("template") or {}
     pod_spec = template.get("spec") or {}
-    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    )
-    terms = None if required is None else tuple(t for t in required.get("nodeSelectorTerms") or () if t)
+    required = affinity.required_terms(pod_spec)
+    terms = None if required is None else tuple(t for t in required if t)
     strategy = spec.get("updateStrategy") or {}
     collision = status.get("collisionCount")
     return DaemonSetView(

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
+from nodemeta.sim.controllers import affinity
 from nodemeta.sim.controllers.base import Controller, Factory, Requeue
 from nodemeta.sim.controllers.nodes import (
     EVENT_NAMES,
@@ -124,60 +125,18 @@ def _counted_node(pod: Stored | None) -> str:
     return pod.field("spec.nodeName")
 
 
-def _required_terms(spec: JSON) -> list[JSON] | None:
-    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
-    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-    if required is None:
-        return None
-    return list(required.get("nodeSelectorTerms") or [])
-
-
-def _requirement_matches(requirement: JSON, values: Mapping[str, str]) -> bool:
-    key = requirement.get("key") or ""
-    operator = requirement.get("operator") or ""
-    wanted = [str(v) for v in requirement.get("values") or []]
-    present = key in values
-    if operator == "In":
-        return present and values[key] in wanted
-    if operator == "NotIn":
-        return not present or values[key] not in wanted
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt") and present and len(wanted) == 1:
-        try:
-            actual, bound = int(values[key]), int(wanted[0])
-        except ValueError:
-            return False
-        return actual > bound if operator == "Gt" else actual < bound
-    return False
-
-
-def _term_matches(term: JSON, node: _Node) -> bool:
-    """A node selector term ANDs its requirements; a term with none matches no node."""
-    expressions = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not expressions and not fields:
-        return False
-    node_fields = {"metadata.name": node.name}
-    return all(_requirement_matches(e, node.labels) for e in expressions) and all(
-        _requirement_matches(f, node_fields) for f in fields
-    )
-
-
 def _affinity_matches(spec: JSON, node: _Node) -> bool:
     """nodeSelector AND required node affinity (whose terms are ORed)."""
     for key, value in (spec.get("nodeSelector") or {}).items():
         if node.labels.get(key) != value:
             return False
-    terms = _required_terms(spec)
-    return terms is None or any(_term_matches(term, node) for term in terms)
+    terms = affinity.required_terms(spec)
+    return terms is None or any(affinity.term_matches(term, node.name, node.labels) for term in terms)
 
 
 def _pinned_names(spec: JSON) -> set[str] | None:
     """The only node names required affinity allows, when every term names them (`metadata.name In [...]`)."""
-    terms = _required_terms(spec)
+    terms = affinity.required_terms(spec)
     if not terms:
         return None
     names: set[str] = set()
