@@ -454,3 +454,12 @@ async def test_containers_outliving_a_short_grace_period_are_killed() -> None:
         stopped = seen[-2]["object"]["status"]
         assert stopped["phase"] == "Failed"
         assert stopped["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137
+
+
+def test_pod_cidrs_the_kubelet_accepts() -> None:
+    from nodemeta.sim.controllers.kubelet import parse_pod_cidr
+
+    assert str(parse_pod_cidr("10.244.3.0/24")) == "10.244.3.0/24"
+    assert parse_pod_cidr("10.256.0.0/24") is None
+    assert parse_pod_cidr("fd00::/64") is None
+    assert parse_pod_cidr("") is None

@@ -156,19 +156,11 @@ def qos_class(spec: JSON) -> str:
 
 
 def parse_pod_cidr(text: str) -> ipaddress.IPv4Network | None:
-    """The node's IPv4 pod CIDR. Dotted quads whose octets overflow (10.256.0.0/24) are read with the carry, so
-    every node of a generated cluster larger than the 10.244-10.255 range still gets a distinct, valid block."""
+    """The node's IPv4 pod CIDR, or None when it has none that can hold pods (the node's pods then stay Pending)."""
     try:
         network = ipaddress.ip_network(text, strict=False)
     except ValueError:
-        match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)\.(\d+)/(\d+)", text or "")
-        if match is None:
-            return None
-        a, b, c, d, prefix = (int(g) for g in match.groups())
-        value = (a << 24) + (b << 16) + (c << 8) + d
-        if value >= 2**32 or prefix > 30:
-            return None
-        return ipaddress.IPv4Network((value, prefix), strict=False)
+        return None
     return network if isinstance(network, ipaddress.IPv4Network) and network.prefixlen <= 30 else None
 
 
