@@ -71,7 +71,8 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--nodes", type=_count, default=0, help="create N Ready nodes (default 0)")
     serve.add_argument("--tls", action="store_true", help="serve HTTPS with a CA generated at start-up")
     serve.add_argument("--auth", action="store_true", help="require a bearer token (written to the kubeconfig)")
-    serve.add_argument("--history-limit", type=_count, default=20_000, help="changes kept per resource for watches")
+    serve.add_argument("--history-limit", type=_count, default=100_000,
+                       help="changes kept per resource for watches and paginated lists (default 100000)")  # fmt: skip
     serve.add_argument("--seed", type=int, default=None, help="seed for generated clusters, names and IPs")
     serve.add_argument("--controllers", type=_controllers, default=None, metavar="LIST",
                        help="controllers to run: all (default), none (raw API server), or a comma list")  # fmt: skip
