@@ -41,7 +41,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -58,6 +57,8 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+
+from measure import Contention, proc_cpu_seconds, raise_nofile_limit
 
 LOOPBACK = "127.0.0.1"
 # The load side reads most cluster-wide events by byte search (see WatchLog.feed); every FULL_PARSE_EVERY-th line
@@ -82,48 +83,6 @@ def proc_memory_mib(pid: int | str = "self") -> dict[str, float]:
         if key in ("VmRSS", "VmHWM"):
             out["rss_mib" if key == "VmRSS" else "peak_rss_mib"] = round(int(value.split()[0]) / 1024, 1)
     return out
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid`, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_pressure_us() -> int | None:
-    """Microseconds in which some task on this machine waited for a CPU (PSI), or None without PSI."""
-    try:
-        for line in Path("/proc/pressure/cpu").read_text().splitlines():
-            if line.startswith("some "):
-                return int(line.rsplit("total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-class Contention:
-    """How busy the rest of the machine was during a step: CPU pressure (PSI) and the load average."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.psi0 = cpu_pressure_us()
-        self.load0 = os.getloadavg()[0]
-
-    def result(self) -> dict[str, Any]:
-        wall = time.perf_counter() - self.t0
-        psi = cpu_pressure_us()
-        stalled = None
-        if psi is not None and self.psi0 is not None and wall > 0:
-            stalled = round(100 * (psi - self.psi0) / 1e6 / wall, 1)
-        return {"cpu_pressure_pct": stalled, "loadavg_1m": [round(self.load0, 2), round(os.getloadavg()[0], 2)]}
-
-
-def raise_nofile_limit(wanted: int = 65536) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _git(*args: str) -> str:

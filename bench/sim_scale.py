@@ -28,7 +28,6 @@ import os
 import platform
 import random
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -44,6 +43,8 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
+
+from measure import Contention, proc_cpu_seconds, raise_nofile_limit
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 REPLICAS = 10  # pods per Deployment
@@ -250,50 +251,6 @@ def proc_memory_kib(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0])
     return out
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid`, in seconds."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw.rsplit(")", 1)[1].split()
-    # After the command name: field 3 (state) is fields[0], utime (14) is fields[11], stime (15) fields[12].
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_pressure_us() -> int | None:
-    """Total microseconds in which some task on this machine waited for a CPU (PSI), or None without PSI."""
-    try:
-        for line in Path("/proc/pressure/cpu").read_text().splitlines():
-            if line.startswith("some "):
-                return int(line.rsplit("total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-class Contention:
-    """How busy the rest of the machine was during a step: CPU pressure (PSI) and the load average."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.psi0 = cpu_pressure_us()
-        self.load0 = os.getloadavg()[0]
-
-    def result(self) -> dict[str, Any]:
-        wall = time.perf_counter() - self.t0
-        psi = cpu_pressure_us()
-        stalled = None
-        if psi is not None and self.psi0 is not None and wall > 0:
-            stalled = round(100 * (psi - self.psi0) / 1e6 / wall, 1)
-        return {"cpu_pressure_pct": stalled, "loadavg_1m": [round(self.load0, 2), round(os.getloadavg()[0], 2)]}
-
-
-def raise_nofile_limit(wanted: int = 65536) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _git_commit() -> str:
