@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -254,7 +255,26 @@ class Controller:
             "objects": sum(len(b) for b in self.server.store.buckets.values()),
             "change_log_pending": len(self.changes.entries),
             "churning": self.churn_task is not None and not self.churn_task.done(),
+            **({"history": self.history()} if request.query.get("history") == "1" else {}),
         })  # fmt: skip
+
+    def history(self, top: int = 6) -> dict[str, dict[str, float]]:
+        """What each storage's change history holds: changes, and the revisions it keeps alive that are no longer
+        current (an entry holds the object after the change and before it), with their JSON bytes."""
+        out: dict[str, dict[str, float]] = {}
+        for name, bucket in self.server.store.buckets.items():
+            if not bucket.history:
+                continue
+            live = {id(s) for s in bucket.items.values()}
+            pinned: dict[int, int] = {}
+            for change in bucket.history:
+                for stored in (change.obj, change.prev):
+                    if stored is not None and id(stored) not in live:
+                        pinned[id(stored)] = len(stored.body)
+            out[name] = {"changes": len(bucket.history), "old_revisions": len(pinned),
+                         "old_revision_mib": round(sum(pinned.values()) / 2**20, 1)}  # fmt: skip
+        ranked = sorted(out.items(), key=lambda kv: -kv[1]["old_revision_mib"])
+        return dict(ranked[:top])
 
     async def start_churn(self, request: Any) -> Any:
         from nodemeta.sim.churn import ChurnDriver
@@ -369,7 +389,7 @@ async def serve(args: argparse.Namespace) -> int:
         "ready": report.ready, "objects": report.objects, "objects_total": sum(report.objects.values()),
         "store_rv": server.store.rv, "rss_start": rss_start, "rss_built": rss_built,
         "gc_build": {"before": gc_before, "after": gc_build}, "gc_frozen": gc.get_freeze_count(),
-        "heartbeats": args.heartbeats,
+        "heartbeats": args.heartbeats, "settings": dataclasses.asdict(settings),
     })  # fmt: skip
     print(f"sim_cluster serve: built {report.pods_ready:,}/{report.pods_expected:,} pods in {build_s:.1f}s, "
           f"RSS {rss_built['rss_mib']:,.0f} MiB, listening on {server.url}", file=sys.stderr, flush=True)  # fmt: skip
@@ -951,7 +971,7 @@ class Bench:
         server_cpu = server.cpu() - cpu0
         client_cpu = time.process_time() - client_cpu0
         profile = await profiler.stop()
-        stats1 = await control(self.session, server, "GET", "/stats")
+        stats1 = await control(self.session, server, "GET", "/stats?history=1")
         actions = sum(stopped["done"].values()) + sum(stopped["skipped"].values())
         churn_s = t_stop - t_churn
         during = [c for c in changes if c[1] <= t_stop]
@@ -982,6 +1002,7 @@ class Bench:
             "memory_churn": memory_churn,
             "memory_after": server.memory(),
             "server_objects": stats1["objects"],
+            "server_history": stats1.get("history", {}),
             "server_pods": stats1["pods"],
             "contention": busy,
             "truth_fetch_s": round(self.truth.fetch_s, 2),
@@ -1097,7 +1118,8 @@ async def measure(args: argparse.Namespace, server: ServerProcess, result: dict[
     result["build"] = {k: info[k] for k in (
         "plan_s", "build_s", "build_cpu_s", "phases", "written", "pods_expected", "pods_ready", "ready", "objects",
         "objects_total", "store_rv", "rss_start", "rss_built", "gc_build", "gc_frozen", "composition", "plan_digest",
-    )}  # fmt: skip
+    ) if k in info}  # fmt: skip
+    result["settings"] = info.get("settings", {})
     result["build"]["memory_parent_view"] = server.memory()
     result["clock_check_s"] = round(skew, 3)
     if not 0 <= skew < 60:
@@ -1218,6 +1240,9 @@ def _busy(c: dict[str, Any]) -> str:
 
 def table_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield "run", f"{r['label']} ({r['nodes']:,} nodes x {r['pods_per_node']} pods/node), from {r['started_utc']} UTC"
+    if r.get("settings"):
+        keys = ("history_limit", "kubelet_heartbeats", "kubelet_two_step_start", "component_events")
+        yield "server settings", ", ".join(f"{k}={r['settings'].get(k)}" for k in keys)
     b = r.get("build")
     if b:
         yield "build", (f"{b['build_s']:.1f} s wall, {b['build_cpu_s']:.1f} s CPU; {b['pods_ready']:,}/"
@@ -1269,6 +1294,11 @@ def table_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
         runs = f", collections by generation {ph['server_gc_collections']}" if "server_gc_collections" in ph else ""
         yield tag + "server GC", f"{ph['server_gc_s']} s wall, longest {ph['server_gc_longest_s']} s{runs}"
         yield tag + "server RSS", f"{_mem(ph['memory_churn'])} end of churn; {ph['server_pods']:,} pods after"
+        if ph.get("server_history"):
+            kept = ", ".join(
+                f"{k} {v['changes']:,} ({v['old_revision_mib']:,.0f} MiB)" for k, v in ph["server_history"].items()
+            )
+            yield tag + "history held", f"changes (old revisions' JSON): {kept}"
         yield tag + "machine", f"{_busy(ph['contention'])}; client CPU {100 * ph['client_cpu_share']:.0f}%"
     if "close" in r:
         yield "watches after close", f"{r['close']['open_watches_left']} left after {r['close']['released_s']} s"
