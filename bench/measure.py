@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import resource
+import shutil
+import signal
+import subprocess
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +56,65 @@ def raise_nofile_limit(wanted: int = 65536) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class BenchError(RuntimeError):
+    """A benchmark cannot run or measure as asked; the message says why."""
+
+
+class Profiler:
+    """py-spy recording a server process (raw collapsed stacks), from start() until stop()."""
+
+    def __init__(self, pid: int, path: str, *, rate: int, nonblocking: bool, wait: float, top: int) -> None:
+        self.pid = pid
+        self.path = path
+        self.rate = rate
+        self.nonblocking = nonblocking
+        self.wait = wait
+        self.top = top
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if not self.path:
+            return
+        exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(exe).exists():
+            raise BenchError("--profile needs py-spy (.venv/bin/pip install py-spy)")
+        command = [exe, "record", "--pid", str(self.pid), "--format", "raw", "--rate", str(self.rate)]
+        if self.nonblocking:
+            command.append("--nonblocking")
+        command += ["-o", self.path]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def stop(self) -> dict[str, Any]:
+        if self.proc is None:
+            return {}
+        self.proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(self.proc.wait, self.wait)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return summarize_profile(Path(self.path), self.top)
+
+
+def summarize_profile(path: Path, top: int) -> dict[str, Any]:
+    """Top frames by self and by inclusive samples, from py-spy's collapsed-stack output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = [f.split(" (")[0] + " (" + f.rsplit("/", 1)[-1] if "/" in f else f for f in stack.split(";")]
+            total += count
+            own[frames[-1]] += count
+            for frame in set(frames):
+                inclusive[frame] += count
+
+    def share(counter: Counter[str]) -> list[tuple[str, float]]:
+        return [(frame, round(100 * n / total, 1)) for frame, n in counter.most_common(top)] if total else []
+
+    return {"samples": total, "self_pct": share(own), "inclusive_pct": share(inclusive)}

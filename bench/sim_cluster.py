@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -59,7 +58,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from measure import Contention, proc_cpu_seconds, raise_nofile_limit
+from measure import BenchError, Contention, Profiler, proc_cpu_seconds, raise_nofile_limit
 
 LOOPBACK = "127.0.0.1"
 # The load side reads most cluster-wide events by byte search (see WatchLog.feed); every FULL_PARSE_EVERY-th line
@@ -410,10 +409,6 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 # -- run: the load side ---------------------------------------------------------------------------------------------
-
-
-class BenchError(Exception):
-    pass
 
 
 @dataclass(slots=True)
@@ -804,58 +799,6 @@ async def control(session: aiohttp.ClientSession, server: ServerProcess, method:
     return data
 
 
-class Profiler:
-    """py-spy recording the server process (raw collapsed stacks), from start() until stop()."""
-
-    def __init__(self, pid: int, path: str) -> None:
-        self.pid = pid
-        self.path = path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        if not self.path:
-            return
-        exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        if not Path(exe).exists():
-            raise BenchError("--profile needs py-spy (.venv/bin/pip install py-spy)")
-        command = [exe, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "100", "--nonblocking", "-o",
-                   self.path]  # fmt: skip
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    async def stop(self) -> dict[str, Any]:
-        if self.proc is None:
-            return {}
-        self.proc.send_signal(signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            await asyncio.to_thread(self.proc.wait, 60)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        return summarize_profile(Path(self.path))
-
-
-def summarize_profile(path: Path, top: int = 20) -> dict[str, Any]:
-    """Top frames by self and by inclusive samples, from py-spy's collapsed-stack output."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    with contextlib.suppress(OSError):
-        for line in path.read_text().splitlines():
-            stack, _, count_text = line.rpartition(" ")
-            if not stack or not count_text.isdigit():
-                continue
-            count = int(count_text)
-            frames = [f.split(" (")[0] + " (" + f.rsplit("/", 1)[-1] if "/" in f else f for f in stack.split(";")]
-            total += count
-            own[frames[-1]] += count
-            for frame in set(frames):
-                inclusive[frame] += count
-
-    def share(counter: Counter[str]) -> list[tuple[str, float]]:
-        return [(frame, round(100 * n / total, 1)) for frame, n in counter.most_common(top)] if total else []
-
-    return {"samples": total, "self_pct": share(own), "inclusive_pct": share(inclusive)}
-
-
 @dataclass(slots=True)
 class Bench:
     """One server process under measurement, with its watches and the truth they are checked against."""
@@ -927,7 +870,14 @@ class Bench:
         args = self.args
         server = self.server
         stats0 = await control(self.session, server, "GET", "/stats?reset=1")
-        profiler = Profiler(server.pid, f"{args.profile}/{args.label}-{rate:g}.txt" if args.profile else "")
+        profiler = Profiler(
+            server.pid,
+            f"{args.profile}/{args.label}-{rate:g}.txt" if args.profile else "",
+            rate=100,
+            nonblocking=True,
+            wait=60,
+            top=20,
+        )
         profiler.start()
         contention = Contention()
         cpu0 = server.cpu()

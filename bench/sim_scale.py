@@ -28,13 +28,11 @@ import os
 import platform
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +42,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import orjson
 
-from measure import Contention, proc_cpu_seconds, raise_nofile_limit
+from measure import BenchError, Contention, Profiler, proc_cpu_seconds, raise_nofile_limit
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 REPLICAS = 10  # pods per Deployment
@@ -426,10 +424,6 @@ async def serve(args: argparse.Namespace) -> int:
 # -- run: the load side ---------------------------------------------------------------------------------------------
 
 
-class BenchError(Exception):
-    pass
-
-
 @dataclass(slots=True)
 class ServerProcess:
     proc: subprocess.Popen[bytes]
@@ -727,57 +721,6 @@ async def drive_churn(
     churn.wall_s = time.perf_counter() - t0
 
 
-class Profiler:
-    """py-spy recording the server process (collapsed stacks), from start() until stop()."""
-
-    def __init__(self, pid: int, path: str) -> None:
-        self.pid = pid
-        self.path = path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        if not self.path:
-            return
-        if not Path(exe).exists():
-            raise BenchError("--profile needs py-spy (.venv/bin/pip install py-spy)")
-        command = [exe, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "250", "-o", self.path]
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    async def stop(self) -> dict[str, Any]:
-        if self.proc is None:
-            return {}
-        self.proc.send_signal(signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            await asyncio.to_thread(self.proc.wait, 30)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        return summarize_profile(Path(self.path))
-
-
-def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
-    """Top frames by self and by inclusive samples, from py-spy's collapsed-stack output."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    with contextlib.suppress(OSError):
-        for line in path.read_text().splitlines():
-            stack, _, count_text = line.rpartition(" ")
-            if not stack or not count_text.isdigit():
-                continue
-            count = int(count_text)
-            frames = [f.split(" (")[0] + " (" + f.rsplit("/", 1)[-1] if "/" in f else f for f in stack.split(";")]
-            total += count
-            own[frames[-1]] += count
-            for frame in set(frames):
-                inclusive[frame] += count
-
-    def share(counter: Counter[str]) -> list[tuple[str, float]]:
-        return [(frame, round(100 * n / total, 1)) for frame, n in counter.most_common(top)] if total else []
-
-    return {"samples": total, "self_pct": share(own), "inclusive_pct": share(inclusive)}
-
-
 def expected_seqs(watcher: Watcher, churn: Churn, seq0: int) -> set[int]:
     return {
         seq0 + i for i, plan in enumerate(churn.targets)
@@ -873,7 +816,7 @@ async def churn_phase(
     stats = await server.stats()
     gc_before = stats["gc"]
     bytes0 = sum(w.bytes for w in watchers)
-    profiler = Profiler(server.pid, profile_path)
+    profiler = Profiler(server.pid, profile_path, rate=250, nonblocking=False, wait=30, top=15)
     profiler.start()
     contention = Contention()
     cpu0 = server.cpu()
