@@ -384,7 +384,15 @@ class ContainerdLab:
             self.remove_pod(item.id)
         self.pods.clear()
 
-    # ---- looking into pods
+    # ---- looking into containerd and its pods
+
+    def status_info(self) -> dict[str, str]:
+        """containerd's verbose Status info (keys cniconfig, lastCNILoadStatus, config, ...)."""
+        return dict(self.stub.Status(cri.StatusRequest(verbose=True), timeout=CALL_TIMEOUT).info)
+
+    def cni_config(self) -> str:
+        """The CNI configuration containerd has loaded, as the JSON text it reports."""
+        return self.status_info().get("cniconfig", "{}")
 
     def sandbox_info(self, sandbox_id: str) -> dict[str, object]:
         """containerd's verbose info document for a sandbox (parsed JSON)."""
@@ -550,21 +558,17 @@ disabled_plugins = [
             channel.close()
 
     def _kill_namespace_members(self) -> None:
-        """SIGKILL every process left in the lab's mount namespace (shims and containers it started)."""
+        """SIGKILL what the lab started and is still alive: every process in its mount namespace other than the
+        holder (containerd, shims) and their descendants (the containers, which have mount namespaces of their
+        own and are re-parented to the shims)."""
         if self._holder is None:
             return
         try:
             ours = os.readlink(f"/proc/{self._holder.pid}/ns/mnt")
         except OSError:
             return
-        for _ in range(50):
-            members = []
-            for entry in os.listdir("/proc"):
-                if not entry.isdigit() or int(entry) == self._holder.pid:
-                    continue
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"/proc/{entry}/ns/mnt") == ours:
-                        members.append(int(entry))
+        for _ in range(100):
+            members = _lab_processes(ours, self._holder.pid)
             if not members:
                 return
             for pid in members:
@@ -593,6 +597,35 @@ disabled_plugins = [
         if check and result.returncode != 0:
             raise LabError(f"{' '.join(argv)} failed with {result.returncode}: {result.stderr.strip()}")
         return result
+
+
+def _lab_processes(mnt_ns: str, holder: int) -> list[int]:
+    """Processes in the mount namespace `mnt_ns` (except `holder`) and all their descendants, children first."""
+    parents: dict[int, int] = {}
+    roots: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+            if pid != holder and os.readlink(f"/proc/{pid}/ns/mnt") == mnt_ns:
+                roots.append(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    found: list[int] = []
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid in found or pid == holder:
+            continue
+        found.append(pid)
+        stack.extend(children.get(pid, ()))
+    return found[::-1]
 
 
 def _fresh_uid() -> str:
