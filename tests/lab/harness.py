@@ -33,6 +33,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ __all__ = [
     "IMAGE_NAME",
     "IPV4_SUBNET",
     "IPV6_SUBNET",
+    "MESH_PLUGIN_TYPE",
     "ContainerdLab",
     "LabError",
     "PodSpec",
@@ -57,6 +59,9 @@ __all__ = [
 ]
 
 CNI_BIN_DIR = Path("/usr/lib/cni")
+# A chained plugin playing a service mesh's part (tests/cni/mesh_plugin.py), installed in the lab's bin dir.
+MESH_PLUGIN_TYPE = "nodemeta-test-mesh"
+MESH_PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "cni" / "mesh_plugin.py"
 BUSYBOX = Path("/bin/busybox")
 BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr", "crun", "unshare", "nsenter", "ip", "iptables", "sleep")
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
@@ -142,6 +147,8 @@ class ContainerdLab:
         self.socket = directory / "containerd.sock"
         self.conf_dir = directory / "cni" / "net.d"
         self.cni_data_dir = directory / "cni" / "ipam"
+        # The runtime's CNI bin dir: links to the Debian plugins plus the lab's mesh plugin (`MESH_PLUGIN_TYPE`).
+        self.bin_dir = directory / "cni" / "bin"
         self.config_path = directory / "containerd.toml"
         self.log_path = directory / "containerd.log"
         self.image = IMAGE_NAME
@@ -185,6 +192,7 @@ class ContainerdLab:
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         self.cni_data_dir.mkdir(parents=True, exist_ok=True)
+        self._install_plugins()
         self.write_conflist(bridge_conflist(self.cni_data_dir, ipv6=self.ipv6))
         self.config_path.write_text(self._containerd_config())
         self._start_holder()
@@ -195,6 +203,17 @@ class ContainerdLab:
         except BaseException:
             self.close()
             raise
+
+    def _install_plugins(self) -> None:
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        for plugin in CNI_BIN_DIR.iterdir():
+            link = self.bin_dir / plugin.name
+            if not link.exists():
+                link.symlink_to(plugin)
+        # The mesh plugin runs with this interpreter (the runtime execs it with its own environment).
+        mesh = self.bin_dir / MESH_PLUGIN_TYPE
+        mesh.write_text(f"#!{sys.executable}\n" + MESH_PLUGIN_SOURCE.read_text())
+        mesh.chmod(0o755)
 
     def close(self) -> None:
         """Remove every sandbox, stop containerd and everything it started, and clean the host up after them."""
@@ -484,7 +503,7 @@ disabled_plugins = [
   BinaryName = "{shutil.which("crun")}"
 
 [{cri_plugin}.cni]
-  bin_dir = "{CNI_BIN_DIR}"
+  bin_dir = "{self.bin_dir}"
   conf_dir = "{self.conf_dir}"
   max_conf_num = 1
 """
