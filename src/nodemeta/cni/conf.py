@@ -217,6 +217,11 @@ def _clean(text: str) -> str:
 _MISSING = object()
 
 
+def _is_array(value: object) -> bool:
+    """A JSON array (a decoded object is a list of pairs, so a plain isinstance check is not enough)."""
+    return isinstance(value, list) and not isinstance(value, _Object)
+
+
 def _exact(obj: _Object, key: str) -> object:
     value: object = _MISSING
     for k, v in obj:
@@ -256,14 +261,14 @@ def _plugin(raw: object, where: str) -> Plugin:
 def _delegated(raw: _Object) -> tuple[str, ...]:
     """Multus (thin) runs its `delegates`, each a plugin or a conflist: their plugin types, in order."""
     delegates = _exact(raw, "delegates")
-    if not isinstance(delegates, list):
+    if not isinstance(delegates, list) or not _is_array(delegates):
         return ()
     found: list[str] = []
     for delegate in delegates:
         if not isinstance(delegate, _Object):
             continue
         inner = _exact(delegate, "plugins")
-        items = inner if isinstance(inner, list) else [delegate]
+        items = inner if isinstance(inner, list) and _is_array(inner) else [delegate]
         for item in items:
             if isinstance(item, _Object):
                 t = _folded(item, "type")
@@ -305,7 +310,9 @@ def _conflist(data: bytes, subdir: Sequence[tuple[str, bytes | None]]) -> Networ
         raise _Invalid(ProblemKind.BAD_FIELD, "'name' must be a string")
     version = _string_field(doc, "cniVersion")
     versions = _exact(doc, "cniVersions")
-    if versions is not _MISSING and not (isinstance(versions, list) and all(isinstance(v, str) for v in versions)):
+    if versions is not _MISSING and not (
+        isinstance(versions, list) and _is_array(versions) and all(isinstance(v, str) for v in versions)
+    ):
         raise _Invalid(ProblemKind.BAD_FIELD, "'cniVersions' must be a list of strings")
     for flag in ("disableCheck", "disableGC"):
         _bool_field(doc, flag)
@@ -315,7 +322,7 @@ def _conflist(data: bytes, subdir: Sequence[tuple[str, bytes | None]]) -> Networ
     if raw_plugins is _MISSING:
         if inlined_only:
             raise _Invalid(ProblemKind.NO_PLUGINS, "'loadOnlyInlinedPlugins' is true and there is no 'plugins' list")
-    elif not isinstance(raw_plugins, list):
+    elif not isinstance(raw_plugins, list) or not _is_array(raw_plugins):
         raise _Invalid(ProblemKind.BAD_FIELD, "'plugins' must be a list")
     elif not raw_plugins:
         raise _Invalid(ProblemKind.NO_PLUGINS, "the 'plugins' list is empty")

@@ -376,6 +376,7 @@ def _rewrite(current: ConfigState, past: Sequence[ConfigState]) -> list[Finding]
             )
         ]
     if previous.inode and previous.inode == winner.inode:
+        # A file deleted and created at once can get the freed inode number back, so this is the likely story only.
         how = "rewritten in place (same inode: truncated and written, as Calico's install-cni does)"
     else:
         how = "replaced by a new file (new inode: renamed in, as AWS VPC CNI does)"
