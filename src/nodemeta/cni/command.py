@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import orjson
 
@@ -34,6 +34,13 @@ DEFAULT_CONF_DIR = "/etc/cni/net.d"
 
 class _UsageParser(argparse.ArgumentParser):
     """`cni` subcommands report usage errors with exit 64, so that 2 never means two things."""
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        # A leaf command: unknown arguments are its own usage error, not the outer parser's (which exits 2).
+        namespace, extras = super().parse_known_args(*args, **kwargs)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
