@@ -174,3 +174,29 @@ def test_usage_errors_exit_64(flags: list[str]) -> None:
 def test_unreadable_input_exits_66(tmp_path: Path) -> None:
     done = check("--conf-dir", str(tmp_path), "--crictl-info", str(tmp_path / "missing.json"))
     assert done.returncode == 66 and "cannot read --crictl-info" in done.stderr
+
+
+def test_the_report_has_a_seam_for_pod_sections(conf: Path) -> None:
+    from nodemeta.cni.command import build_report
+    from nodemeta.cni.conf import RuntimeModel
+    from nodemeta.cni.patterns import Severity
+    from nodemeta.cni.report import PodSection, render_text, to_json
+
+    truncate_write(conf, "10-calico.conflist", calico(linkerd=True))
+    pod = PodSection(
+        "shop",
+        "cart-0",
+        "uid-1",
+        "rules-missing",
+        Severity.CRITICAL,
+        7,
+        "PodNotCaptured",
+        ("no PROXY_INIT_OUTPUT jump in the nat table",),
+    )
+    report = build_report(str(conf), RuntimeModel(), ("linkerd-cni",), [], pods=(pod,))
+    assert report.exit_code == 7
+    text = render_text(report)
+    assert "shop/cart-0: rules-missing (critical PodNotCaptured)" in text
+    assert "    no PROXY_INIT_OUTPUT jump in the nat table" in text
+    assert to_json(report)["pods"][0]["class"] == 7
+    assert "Pods: none to audit" in render_text(build_report(str(conf), RuntimeModel(), (), [], pods=()))
