@@ -187,6 +187,18 @@ async def test_the_runtime_view_is_compared_on_each_rescan(conf: Path) -> None:
         assert codes(evaluation) == {Code.RUNTIME_STALE} and evaluation.loaded is view
 
 
+async def test_a_failing_runtime_view_is_a_finding_not_a_crash(conf: Path) -> None:
+    truncate_write(conf, "10-calico.conflist", calico(linkerd=True))
+
+    async def loaded() -> LoadedView:
+        raise ConnectionError("containerd.sock: connection refused")
+
+    async with watching(conf, loaded=loaded) as watcher:
+        evaluation = await until(watcher.subscribe(), lambda e: True)
+        assert codes(evaluation) == {Code.RUNTIME_VIEW_INVALID}
+        assert "connection refused" in evaluation.findings[0].message
+
+
 def inotify_fds() -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):

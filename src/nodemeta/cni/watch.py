@@ -177,7 +177,7 @@ class ConfWatcher:
     async def _rescan(self) -> None:
         listing = await asyncio.to_thread(scan, self.conf_dir, self.settings.limits)
         binaries = await asyncio.to_thread(list_binaries, self.bin_dirs) if self.bin_dirs else None
-        loaded = await self._loaded() if self._loaded is not None else None
+        loaded = await self._runtime_view()
         state = evaluate(
             listing,
             conf_dir=str(self.conf_dir),
@@ -193,6 +193,14 @@ class ConfWatcher:
             return
         current = self._history.states[-1]
         self._publish(Evaluation(dataclasses.replace(current, sequence=self._published), findings, loaded))
+
+    async def _runtime_view(self) -> LoadedView | None:
+        if self._loaded is None:
+            return None
+        try:
+            return await self._loaded()
+        except Exception as err:  # the provider's own failure must not stop the guard: report it as a finding
+            return LoadedView(error=f"cannot read the runtime's loaded configuration: {err!r}")
 
     def _publish(self, evaluation: Evaluation) -> None:
         self._published += 1
