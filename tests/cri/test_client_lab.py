@@ -58,7 +58,7 @@ async def test_status_reports_conditions_and_cni_config(runtime: CriClient, clea
     assert status.info["lastCNILoadStatus"] == "OK"
     cni = json.loads(status.info["cniconfig"])
     assert cni["PluginConfDir"] == str(clean_lab.conf_dir)
-    assert cni["PluginDirs"] == ["/usr/lib/cni"]
+    assert cni["PluginDirs"] == [str(clean_lab.bin_dir)]
     names = [network["Config"]["Name"] for network in cni["Networks"]]
     assert NETWORK_NAME in names
     ours = next(n for n in cni["Networks"] if n["Config"]["Name"] == NETWORK_NAME)
