@@ -256,6 +256,9 @@ def _unquoted_prefix(line: str) -> list[str]:
 
 def _rule(chain: str, args: list[str], number: int) -> Rule:
     for i, token in enumerate(args):
+        # A comment's text is one argument, but it may read "-j"; it never names the target.
+        if i > 0 and args[i - 1] == "--comment":
+            continue
         if token in ("-j", "--jump", "-g", "--goto") and i + 1 < len(args):
             return Rule(
                 chain=chain,
