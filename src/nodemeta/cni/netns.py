@@ -30,7 +30,7 @@ import os
 import shutil
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -211,8 +211,9 @@ async def run_bounded(
 ) -> tuple[int, bytes, bytes]:
     """Run `argv` and collect at most `max_output` bytes of its stdout (and 64 KiB of its stderr).
 
-    The caller bounds the time (`asyncio.timeout`); on that timeout, on overflow and on cancellation the process
-    is killed and reaped before this returns.
+    The caller bounds the time (`asyncio.timeout`). On overflow the process is killed at once and ToolFailed
+    raised; on timeout and cancellation it is killed too. Either way it is reaped before this returns: its pipes
+    are drained to their end, because asyncio only reports a process finished once its pipes are closed.
     """
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -229,31 +230,57 @@ async def run_bounded(
     except OSError as exc:
         raise ToolFailed(f"{what}: could not start: {exc.strerror or exc}") from exc
     assert proc.stdout is not None and proc.stderr is not None
+
+    def kill() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
     try:
-        out, err = await asyncio.gather(
-            _read_bounded(proc.stdout, max_output, what), _read_bounded(proc.stderr, 64 << 10, what, truncate=True)
+        (out, overflow), (err, _) = await asyncio.gather(
+            _read_bounded(proc.stdout, max_output, kill), _read_bounded(proc.stderr, 64 << 10, None)
         )
         code = await proc.wait()
     finally:
         if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            # Reap it even when cancelled, so no zombie or pipe transport outlives the call.
-            await asyncio.shield(proc.wait())
+            kill()
+            await asyncio.shield(_reap(proc))
+    if overflow:
+        raise ToolFailed(f"{what} printed more than {max_output} bytes")
     return code, out, err
 
 
-async def _read_bounded(stream: asyncio.StreamReader, limit: int, what: str, *, truncate: bool = False) -> bytes:
+# How long a killed process's pipes may take to reach their end. A killed process closes them at once; only a
+# grandchild that inherited them could hold them longer, and it is not waited for.
+_REAP_GRACE = 2.0
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdout is not None and proc.stderr is not None
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_REAP_GRACE):
+            await asyncio.gather(_read_bounded(proc.stdout, 0, None), _read_bounded(proc.stderr, 0, None))
+            await proc.wait()
+
+
+async def _read_bounded(
+    stream: asyncio.StreamReader, limit: int, on_overflow: Callable[[], None] | None
+) -> tuple[bytes, bool]:
+    """Read to the end, keeping the first `limit` bytes; the flag tells whether more came.
+
+    Reading goes on after the limit (discarding), so the pipe never stalls the process or its reaping.
+    """
     chunks: list[bytes] = []
     size = 0
+    overflow = False
     while chunk := await stream.read(64 << 10):
-        size += len(chunk)
-        if size > limit:
-            if not truncate:
-                raise ToolFailed(f"{what} printed more than {limit} bytes")
+        if size + len(chunk) > limit:
+            if not overflow and on_overflow is not None:
+                on_overflow()
+            overflow = True
             continue
+        size += len(chunk)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks), overflow
 
 
 # --- netlink ------------------------------------------------------------------------------------------------------
