@@ -594,7 +594,9 @@ def _exemption_checks(ruleset: Ruleset, profile: Profile) -> list[tuple[str, boo
     checks: list[tuple[str, bool, str]] = []
     if profile.proxy_uid is not None or profile.proxy_gid is not None:
         who = " or ".join(
-            f"{kind} {value}" for kind, value in (("uid", profile.proxy_uid), ("gid", profile.proxy_gid)) if value
+            f"{kind} {value}"
+            for kind, value in (("uid", profile.proxy_uid), ("gid", profile.proxy_gid))
+            if value is not None
         )
         detail = f"{spec.table} {spec.chain} has no RETURN for the proxy's {who} before its redirect"
         checks.append(("owner-return", owner_seen, detail))

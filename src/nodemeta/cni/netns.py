@@ -172,7 +172,9 @@ class SystemNetnsReader:
                 names = ", ".join(v6 if family == Family.V6 else v4 for _, v4, v6 in self.settings.backends)
                 raise ToolMissing(f"no {family} rule dump binary is installed (looked for {names})")
             jobs.extend(per_family)
-        fd = await asyncio.to_thread(open_netns, path)
+        # An open and an ioctl on nsfs or procfs: no disk, nothing to wait for, so no thread (which could leak the
+        # descriptor if the caller were cancelled meanwhile).
+        fd = open_netns(path)
         try:
             async with asyncio.TaskGroup() as group:
                 dump_tasks = [
@@ -302,22 +304,41 @@ _FR_ACTIONS = {1: "lookup", 2: "goto", 3: "nop", 6: "blackhole", 7: "unreachable
 _AF = {Family.V4: socket.AF_INET, Family.V6: socket.AF_INET6}
 
 
-def _netlink_socket_in(fd: int, path: str) -> socket.socket:
-    """A NETLINK_ROUTE socket bound to the namespace `fd`, created by a thread that enters it and then ends."""
-    outcome: list[socket.socket | BaseException] = []
+async def _netlink_socket_in(fd: int, path: str) -> socket.socket:
+    """A NETLINK_ROUTE socket bound to the namespace `fd`, created by a thread that enters it and then ends.
+
+    A thread of its own, not a pooled one: it ends inside the pod's namespace, so no reused thread is ever left
+    there. It works on its own copy of the descriptor, so a cancelled caller closing `fd` cannot pull it away, and
+    a socket it makes for a caller that is gone is closed.
+    """
+    own = os.dup(fd)
+    loop = asyncio.get_running_loop()
+    settled: asyncio.Future[socket.socket | BaseException] = loop.create_future()
+
+    def settle(result: socket.socket | BaseException) -> None:
+        if settled.cancelled():
+            if isinstance(result, socket.socket):
+                result.close()
+            return
+        settled.set_result(result)
 
     def enter_and_open() -> None:
+        result: socket.socket | BaseException
         try:
-            pyroute2_netns.setns(fd, flags=0, fork=False)
-            outcome.append(socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE))
-        except BaseException as err:  # handed to the caller's thread
-            outcome.append(err)
+            pyroute2_netns.setns(own, flags=0, fork=False)
+            result = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        except BaseException as err:  # handed to the caller
+            result = err
+        finally:
+            os.close(own)
+        try:
+            loop.call_soon_threadsafe(settle, result)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            if isinstance(result, socket.socket):
+                result.close()
 
-    # A thread of its own: it ends inside the pod's namespace, so no pooled thread is ever left there.
-    thread = threading.Thread(target=enter_and_open, name="netns-enter", daemon=True)
-    thread.start()
-    thread.join()
-    result = outcome[0] if outcome else NetnsError(f"{path}: entering the namespace failed")
+    threading.Thread(target=enter_and_open, name="netns-enter", daemon=True).start()
+    result = await settled
     if isinstance(result, socket.socket):
         return result
     if isinstance(result, PermissionError):
@@ -328,7 +349,7 @@ def _netlink_socket_in(fd: int, path: str) -> socket.socket:
 
 
 async def _read_routing(fd: int, path: str, families: Sequence[Family]) -> tuple[tuple[IpRule, ...], tuple[Route, ...]]:
-    sock = await asyncio.to_thread(_netlink_socket_in, fd, path)
+    sock = await _netlink_socket_in(fd, path)
     rules: list[IpRule] = []
     routes: list[Route] = []
     try:

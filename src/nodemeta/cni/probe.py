@@ -144,7 +144,7 @@ done("inconclusive", method, "the connection to %s was accepted but did not answ
 async def probe(path: str, family: Family = Family.V4, settings: ProbeSettings | None = None) -> ProbeResult:
     """Run the token-echo probe in the network namespace `path` for one address family."""
     settings = settings or ProbeSettings()
-    fd = await asyncio.to_thread(open_netns, path)
+    fd = open_netns(path)
     target = settings.target_v6 if family == Family.V6 else settings.target_v4
     argv = [
         settings.python,
