@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from tests.cni.test_netns_lab import LabNetns, backend_params, backend_problem, requires_netns
-from tests.cni.test_netns_lab import netns as netns  # the fixture
 
 from nodemeta.cni.capture import ISTIO, ISTIO_TPROXY, LINKERD, CaptureState, Family, Profile, evaluate
 from nodemeta.cni.netns import SystemNetnsReader
+from tests.cni.test_netns_lab import LabNetns, backend_params, backend_problem, requires_netns
+from tests.cni.test_netns_lab import netns as netns  # the fixture
 
 Installer = Callable[[LabNetns, str, Family], None]
 

@@ -12,9 +12,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from tests.cni.test_capture_kernel import install_linkerd
-from tests.cni.test_netns_lab import LabNetns, backend_problem, lab_netns, requires_netns
-from tests.cni.test_netns_lab import netns as netns  # the fixture
 
 from nodemeta.cni.capture import Family, IpRule
 from nodemeta.cni.netns import (
@@ -28,6 +25,9 @@ from nodemeta.cni.netns import (
     netns_path_for_pid,
     open_netns,
 )
+from tests.cni.test_capture_kernel import install_linkerd
+from tests.cni.test_netns_lab import LabNetns, backend_problem, lab_netns, requires_netns
+from tests.cni.test_netns_lab import netns as netns  # the fixture
 
 pytestmark = requires_netns
 

@@ -8,13 +8,13 @@ import asyncio
 import sys
 
 import pytest
-from tests.cni.test_capture_kernel import install_linkerd
-from tests.cni.test_netns_lab import LabNetns, backend_params, lab_netns, requires_netns
-from tests.cni.test_netns_lab import netns as netns  # the fixture
 
 from nodemeta.cni.capture import Family
 from nodemeta.cni.netns import NetnsGone
 from nodemeta.cni.probe import ProbeMethod, ProbeOutcome, ProbeSettings, probe
+from tests.cni.test_capture_kernel import install_linkerd
+from tests.cni.test_netns_lab import LabNetns, backend_params, lab_netns, requires_netns
+from tests.cni.test_netns_lab import netns as netns  # the fixture
 
 pytestmark = requires_netns
 
