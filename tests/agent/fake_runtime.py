@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 
@@ -115,25 +116,26 @@ class FakeRuntime:
 
     # -- the Runtime protocol -----------------------------------------------------------------------------------
 
-    def _check(self, method: str) -> None:
+    async def _check(self, method: str) -> None:
         self.calls[method] += 1
+        await asyncio.sleep(0)  # a real call suspends: other tasks run meanwhile
         if self.down:
             raise CriUnavailable(f"{method}: connection refused")
 
     async def version(self) -> RuntimeVersion:
-        self._check("Version")
+        await self._check("Version")
         return RuntimeVersion("fake", "1.0", "v1")
 
     async def status(self) -> RuntimeStatus:
-        self._check("Status")
+        await self._check("Status")
         return RuntimeStatus(())
 
     async def list_sandboxes(self) -> Sequence[Listed]:
-        self._check("ListPodSandbox")
+        await self._check("ListPodSandbox")
         return [Listed(s.id, s.state, s.created_at) for s in self.sandboxes.values()]
 
     async def list_containers(self) -> Sequence[Listed]:
-        self._check("ListContainers")
+        await self._check("ListContainers")
         return [Listed(c.id, c.state, c.created_at, c.sandbox_id) for c in self.containers.values()]
 
     def _hidden(self, object_id: str) -> bool:
@@ -144,7 +146,7 @@ class FakeRuntime:
         return False
 
     async def sandbox(self, sandbox_id: str) -> Sandbox:
-        self._check("PodSandboxStatus")
+        await self._check("PodSandboxStatus")
         self.status_calls[sandbox_id] += 1
         found = self.sandboxes.get(sandbox_id)
         if found is None or self._hidden(sandbox_id):
@@ -152,7 +154,7 @@ class FakeRuntime:
         return found
 
     async def container(self, container_id: str) -> Container:
-        self._check("ContainerStatus")
+        await self._check("ContainerStatus")
         self.status_calls[container_id] += 1
         found = self.containers.get(container_id)
         if found is None or self._hidden(container_id):
@@ -160,7 +162,7 @@ class FakeRuntime:
         return found
 
     async def events(self) -> AsyncIterator[ContainerEvent]:
-        self._check("GetContainerEvents")
+        await self._check("GetContainerEvents")
         if not self.has_events:
             raise CriUnsupported("GetContainerEvents: unimplemented")
         queue: asyncio.Queue[ContainerEvent | None] = asyncio.Queue()
@@ -174,9 +176,8 @@ class FakeRuntime:
 
 
 def hex_id(n: int, prefix: str = "") -> str:
-    """A 64-hex id; `prefix` (hex) lets two ids share their first characters."""
-    body = f"{n:x}"
-    return (prefix + "0" * 64)[: 64 - len(body)] + body
+    """A 64-hex id starting with `prefix`, otherwise as random-looking as a runtime's."""
+    return (prefix + hashlib.sha256(f"{prefix}{n}".encode()).hexdigest())[:64]
 
 
 def sandbox(n: int, *, uid: str = "", name: str = "", namespace: str = "default", **fields: object) -> Sandbox:

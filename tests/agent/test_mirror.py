@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 
 from nodemeta.agent.metrics import AgentMetrics
@@ -220,8 +221,12 @@ def test_lookups_by_prefix_and_truncation() -> None:
     b = container(256, s1)
     mirror.put_container(a)
     mirror.put_container(b)
-    assert mirror.resolve(a.id) is not None and mirror.resolve(a.id[:12]) is None  # two ids share 12 characters
-    assert mirror.resolve(a.id[:63]) == mirror.containers[a.id]
+    assert mirror.resolve(a.id[:12]) == mirror.containers[a.id] == mirror.resolve(a.id[:40])
+    twin = dataclasses.replace(b, id=a.id[:12] + "f" * 52)
+    mirror.put_container(twin)
+    assert mirror.resolve(a.id[:12]) is None  # two ids share these 12 characters: ambiguous
+    assert mirror.resolve(a.id[:13]) == mirror.containers[a.id]
+    mirror.remove(twin.id)
     assert mirror.resolve(s1.id[:12]) == s1
     assert mirror.resolve("c0") is None
     assert mirror.containers[a.id].annotations["long"] == "v" * 39 + "~"
