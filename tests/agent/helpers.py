@@ -80,5 +80,5 @@ def truth_payloads(sim: SimServer, node: str) -> dict[tuple[str, str], tuple[str
 
 async def eventually(check: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
     async with asyncio.timeout(timeout):
-        while not check():
+        while not check():  # noqa: ASYNC110 - polling state another task or process changes
             await asyncio.sleep(0.05)

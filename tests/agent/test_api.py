@@ -137,28 +137,30 @@ async def test_changes_stream_and_a_slow_reader(tmp_path: Path) -> None:
             await eventually(lambda: agent.readiness().ready)
             # A reader that reads, and one that connects and never reads (a tiny receive buffer).
             connector = aiohttp.UnixConnector(path=settings.api.socket)
-            async with aiohttp.ClientSession(connector=connector) as http:
-                async with http.get("http://agent/v1/changes") as response:
-                    await eventually(lambda: len(agent.hub.subscribers) == 1)
-                    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-                    slow.connect(settings.api.socket)
-                    slow.sendall(b"GET /v1/changes HTTP/1.1\r\nHost: agent\r\n\r\n")
-                    await eventually(lambda: len(agent.hub.subscribers) == 2)
-                    sb = runtime.add_sandbox(sandbox(1))
-                    made = [runtime.add_container(container(n, sb)) for n in range(2, 400)]
-                    seen: list[dict[str, Any]] = []
-                    async with asyncio.timeout(15):
-                        while not any(e["type"].endswith("container.created") and e["subject"] == made[-1].id
+            async with (
+                aiohttp.ClientSession(connector=connector) as http,
+                http.get("http://agent/v1/changes") as response,
+            ):
+                await eventually(lambda: len(agent.hub.subscribers) == 1)
+                slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+                slow.connect(settings.api.socket)
+                slow.sendall(b"GET /v1/changes HTTP/1.1\r\nHost: agent\r\n\r\n")
+                await eventually(lambda: len(agent.hub.subscribers) == 2)
+                sb = runtime.add_sandbox(sandbox(1))
+                made = [runtime.add_container(container(n, sb)) for n in range(2, 400)]
+                seen: list[dict[str, Any]] = []
+                async with asyncio.timeout(15):
+                    while not any(e["type"].endswith("container.created") and e["subject"] == made[-1].id
                                       for e in seen[-5:]):  # fmt: skip
-                            line = await response.content.readline()
-                            seen.append(json.loads(line))
-                    assert seen[0]["specversion"] == "1.0" and seen[0]["source"] == f"nodemeta-agent/{NODE}"
-                    created = {e["subject"] for e in seen if e["type"] == "io.nodemeta.agent.container.created"}
-                    assert {c.id for c in made} <= created
-                    assert agent.metrics.change_disconnects._value.get() >= 1, "the slow reader was dropped"
-                    assert len(agent.hub.subscribers) == 1
-                    slow.close()
+                        line = await response.content.readline()
+                        seen.append(json.loads(line))
+                assert seen[0]["specversion"] == "1.0" and seen[0]["source"] == f"nodemeta-agent/{NODE}"
+                created = {e["subject"] for e in seen if e["type"] == "io.nodemeta.agent.container.created"}
+                assert {c.id for c in made} <= created
+                assert agent.metrics.change_disconnects._value.get() >= 1, "the slow reader was dropped"
+                assert len(agent.hub.subscribers) == 1
+                slow.close()
 
 
 async def _cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -206,10 +208,10 @@ async def test_agent_run_subprocess_not_ready_without_runtime_then_sigterm(tmp_p
                         return 0, ""
 
                 async with asyncio.timeout(20):
-                    while (await status("/healthz"))[0] != 200:
+                    while (await status("/healthz"))[0] != 200:  # noqa: ASYNC110 - another process
                         await asyncio.sleep(0.1)
                     # The metadata syncs, the runtime never answers: not ready, and /readyz says why.
-                    while "metadata" in (ready := await status("/readyz"))[1]:
+                    while "metadata" in (ready := await status("/readyz"))[1]:  # noqa: ASYNC110
                         await asyncio.sleep(0.1)
                 assert ready[0] == 503 and "container runtime" in ready[1], ready
             agent.send_signal(signal.SIGTERM)

@@ -40,7 +40,7 @@ def truth(runtime: FakeRuntime, mirror: RuntimeMirror) -> None:
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
-        while not check():
+        while not check():  # noqa: ASYNC110 - polling state another task or process changes
             await asyncio.sleep(0.01)
 
 
