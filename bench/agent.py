@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import aiohttp
+from tests.agent.fake_runtime import FakeRuntime, container, sandbox
 
 from nodemeta.agent.app import Agent
 from nodemeta.agent.settings import AgentSettings, ApiSettings
-from tests.agent.fake_runtime import FakeRuntime, container, sandbox
 
 
 class _Idle:
@@ -48,7 +48,7 @@ async def main(lookups: int) -> None:
             agent.apply("Create", "Pod", sb.uid, meta, '{"podIP":"10.0.0.1"}', {"Service": ()})
         task = asyncio.create_task(agent.run())
         await agent.wait_serving()
-        while len(agent.mirror.containers) < len(ids):
+        while len(agent.mirror.containers) < len(ids):  # noqa: ASYNC110 - the relist loop fills it
             await asyncio.sleep(0.05)
         samples = []
         for i in range(lookups):
@@ -70,8 +70,10 @@ async def main(lookups: int) -> None:
         agent.stop()
         await task
     per = [runtime.status_calls[i] for i in ids]
-    print(f"status calls per container (relist path, created+started before the first relist): "
-          f"max {max(per)}, mean {statistics.mean(per):.2f}; list calls {runtime.calls['ListContainers']}")
+    print(
+        f"status calls per container (relist path, created+started before the first relist): "
+        f"max {max(per)}, mean {statistics.mean(per):.2f}; list calls {runtime.calls['ListContainers']}"
+    )
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
 
 
