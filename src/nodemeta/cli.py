@@ -1,4 +1,4 @@
-"""The `nodemeta` command line: `sim serve`, `collector run` and `watch`.
+"""The `nodemeta` command line: `sim serve`, `collector run`, `watch`, `demo`, `agent run|lookup` and `cni check`.
 
 Subcommands import what they need when they run, so `nodemeta sim serve` does not pay for gRPC and the collector.
 """
@@ -42,7 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo_command.add_arguments(demo)
     cni = commands.add_parser("cni", help="the node's CNI chain: `cni check` reads the configuration the runtime uses")
     cni_command.add_arguments(cni)
+    _add_agent(commands)
     return parser
+
+
+def _add_agent(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from nodemeta.agent import command as agent_command
+
+    agent = commands.add_parser("agent", help="the node agent: containers and processes joined with pod metadata")
+    agent_commands = agent.add_subparsers(dest="agent_command", required=True)
+    run = agent_commands.add_parser("run", help="mirror the container runtime and serve lookups on a unix socket")
+    agent_command.add_run_arguments(run)
+    _log_level(run)
+    lookup = agent_commands.add_parser("lookup", help="ask the local agent about a container, sandbox, pid or pod")
+    agent_command.add_lookup_arguments(lookup)
+    _log_level(lookup)
 
 
 def _log_level(parser: argparse.ArgumentParser) -> None:
@@ -323,6 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_until_signal(_collector_run(args))
     if args.command == "watch":
         return _run_until_signal(_watch(args))
+    if args.command == "agent":
+        from nodemeta.agent import command as agent_command
+
+        entry = agent_command.run if args.agent_command == "run" else agent_command.lookup
+        return asyncio.run(entry(args))
     if args.command == "demo":
         problem = demo_command.problem(args)
         if problem:
