@@ -1,0 +1,1 @@
+"""CNI chain guard: the node's CNI configuration and its pods' traffic capture."""
