@@ -140,7 +140,7 @@ class Recorder:
                 self._give_up(write, err, "rejected")
                 return
             except KubeError as err:  # a 2xx answer that did not decode: the write itself happened
-                log.debug("event written, answer not decoded", event=write.name, error=str(err))
+                log.debug("event written, answer not decoded", name=write.name, error=str(err))
                 return
 
     async def _write(self, write: Write) -> None:
@@ -167,7 +167,7 @@ class Recorder:
             "event not written",
             why=why,
             namespace=write.namespace,
-            event=write.name,
+            name=write.name,
             reason=write.event["reason"],
             error=str(err),
         )
