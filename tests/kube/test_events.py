@@ -60,7 +60,7 @@ def make(client: ApiClient, settings: RecorderSettings = FAST, clock: Clock | No
 
 async def events(client: ApiClient, namespace: str = "default") -> list[dict[str, Any]]:
     body = orjson.loads(await client.send("GET", f"/api/v1/namespaces/{namespace}/events"))
-    return [e for e in body["items"] if e["source"].get("component") == "nodemeta-agent"]
+    return [e for e in body["items"] if (e.get("source") or {}).get("component") == "nodemeta-agent"]
 
 
 async def test_repeats_become_one_event_with_their_count(client: ApiClient) -> None:
