@@ -150,3 +150,20 @@ async def test_delete_preconditions_protect_a_replaced_pod(
     assert kube_sim.registry.find("pods", "default", "job-x") is None
     with pytest.raises(NotFound):
         await writer.delete(pod_path("default", "job-x"))
+
+
+async def test_an_event_outside_its_objects_namespace_is_invalid(writer: Writer, cluster: Cluster) -> None:
+    """As kube-apiserver: a Pod's Event lives in the Pod's namespace, a Node's in "default"."""
+    cluster.namespace("shop")
+
+    def event(name: str, involved: dict[str, str]) -> dict[str, Any]:
+        return {"metadata": {"name": name}, "involvedObject": involved, "reason": "R", "message": "m"}
+
+    pod = {"kind": "Pod", "name": "web", "namespace": "shop"}
+    node = {"kind": "Node", "name": "node-1", "uid": "node-1"}
+    with pytest.raises(Invalid, match=r"does not match event\.namespace"):
+        await writer.create(ObjectPath("/api/v1", "events", namespace="default"), event("a", pod))
+    with pytest.raises(Invalid, match=r"does not match event\.namespace"):
+        await writer.create(ObjectPath("/api/v1", "events", namespace="shop"), event("b", node))
+    await writer.create(ObjectPath("/api/v1", "events", namespace="shop"), event("c", pod))
+    await writer.create(ObjectPath("/api/v1", "events", namespace="default"), event("d", node))
