@@ -280,6 +280,8 @@ async def test_pod_events_and_labels_follow_the_capture_state(raw_sim: SimServer
             (REASON_CAPTURE_RESTORED, 1, "web"),
         ]
         assert g.sample("nodemeta_cni_repair_pods_total", type="label", result="success") == 2
+        assert g.sample("nodemeta_cni_events_total", result="created") == 2
+        assert g.sample("nodemeta_cni_events_total", result="failed") == 0
 
 
 # -- deletion -----------------------------------------------------------------------------------------------------
