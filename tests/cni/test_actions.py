@@ -257,6 +257,7 @@ async def test_pod_events_and_labels_follow_the_capture_state(raw_sim: SimServer
     make_pod(raw_sim, "web", "shop", RS_OWNER)
     make_pod(raw_sim, "db", "shop", RS_OWNER)
     async with guard_on(raw_sim, tmp_path, ActionSettings(taint=False)) as g:
+        report_rv = g.finding("web", CaptureState.MISSING, "shop").resource_version
         report = await g.tick(
             [], [g.finding("web", CaptureState.MISSING, "shop"), g.finding("db", CaptureState.CAPTURED, "shop")]
         )
@@ -266,6 +267,9 @@ async def test_pod_events_and_labels_follow_the_capture_state(raw_sim: SimServer
         assert g.sample("nodemeta_cni_pods", state="missing") == 1
         assert g.sample("nodemeta_cni_pods", state="captured") == 1
         assert g.sample("nodemeta_cni_repair_pods_total", type="label", result="success") == 1
+        # A finding read before our own write (an informer that lags): our write already did it, no second one.
+        stale = g.finding("web", CaptureState.MISSING, "shop")
+        assert (await g.tick([], [replace(stale, resource_version=report_rv, labels={"app": "web"})])).labeled == []
         # Same state again, with the label now present: no write, no new Event.
         rv = (g.pod("web", "shop") or {})["metadata"]["resourceVersion"]
         assert (await g.tick([], [g.finding("web", CaptureState.MISSING, "shop")])).labeled == []

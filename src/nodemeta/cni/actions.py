@@ -204,8 +204,10 @@ class _PodMemory:
     state: CaptureState
     bad_since: float | None = None
     event_at: float | None = None
-    # Our own last write to the pod: (resourceVersion it was made on, resourceVersion it produced).
+    # Our own last label write to the pod: (resourceVersion it was made on, resourceVersion it produced), and
+    # whether it set the label (True) or removed it (False).
     wrote: tuple[str, str] | None = None
+    labeled: bool | None = None
 
 
 class ChainActions:
@@ -389,6 +391,8 @@ class ChainActions:
         has = finding.labels.get(key) == "true"
         if has == bad:
             return
+        if memory.wrote is not None and memory.wrote[0] == finding.resource_version and memory.labeled == bad:
+            return  # the finding predates our own write, which already did this
         if not self._label_writes.try_take(now):
             report.errors.append(f"label {finding}: rate limited")
             return
@@ -405,6 +409,7 @@ class ChainActions:
         new_rv = (stored.get("metadata") or {}).get("resourceVersion")
         if isinstance(new_rv, str):
             memory.wrote = (finding.resource_version, new_rv)
+            memory.labeled = bad
         self.metrics.repair_pods.labels(type="label", result="success").inc()
         (report.labeled if bad else report.unlabeled).append(str(finding))
 
