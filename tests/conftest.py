@@ -10,6 +10,9 @@ import pytest
 
 from nodemeta.sim import SimServer, SimSettings
 
+# The containerd lab's fixtures and the `lab` marker's gating, for every test directory (see tests/lab/plugin.py).
+pytest_plugins = ["tests.lab.plugin"]
+
 
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import nodemeta.demo as demo_command
 from nodemeta import __version__, logs
+from nodemeta.cni import command as cni_command
 from nodemeta.sim import command as sim_command
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="a simulated cluster, the collector and node subscribers, live (the project in one command)"
     )
     demo_command.add_arguments(demo)
+    cni = commands.add_parser("cni", help="the node's CNI chain: `cni check` reads the configuration the runtime uses")
+    cni_command.add_arguments(cni)
     return parser
 
 
@@ -326,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(problem)
         # The demo handles SIGINT/SIGTERM itself: the first one stops it with a summary.
         return asyncio.run(demo_command.run(args))
+    if args.command == "cni":
+        return cni_command.run(args)
     parser.error("unknown command")
     return 2
 

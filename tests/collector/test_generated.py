@@ -28,11 +28,11 @@ def test_committed_code_is_current(tmp_path: Path) -> None:
     subprocess.run([str(ROOT / "scripts" / "gen-proto"), str(tmp_path)], check=True, env=env, capture_output=True)
     fresh = generated_files(tmp_path / "nodemeta" / "api")
     committed = generated_files(API)
-    assert len(fresh) == 8
+    assert len(fresh) == 12
     assert sorted(fresh) == sorted(committed), "generated files differ: run scripts/gen-proto"
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"stale generated code (run scripts/gen-proto): {stale}"
-    for package in ("", "falco", "nodemeta", "nodemeta/v1"):
+    for package in ("", "falco", "nodemeta", "nodemeta/v1", "cri", "cri/runtime", "cri/runtime/v1"):
         assert (tmp_path / "nodemeta" / "api" / package / "__init__.py").exists()
         assert (API / package / "__init__.py").exists()
 

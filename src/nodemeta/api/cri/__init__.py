@@ -1,0 +1,1 @@
+"""The Kubernetes Container Runtime Interface, as nodemeta speaks it."""

@@ -1,0 +1,1 @@
+"""CRI `runtime` package."""
