@@ -239,17 +239,17 @@ async def test_taint_switch_off(raw_sim: SimServer, tmp_path: Path) -> None:
 
 async def test_node_findings_become_events_repeated_as_counts(raw_sim: SimServer, tmp_path: Path) -> None:
     async with guard_on(raw_sim, tmp_path, ActionSettings(taint=False, event_repeat_interval=600)) as g:
-        findings = [*BROKEN, NodeFinding("CNIConfigNotLoaded", "runtime has not reloaded", Severity.WARNING)]
+        findings = [*BROKEN, NodeFinding("CNIRuntimeStale", "the runtime has not reloaded", Severity.WARNING)]
         for _ in range(5):  # five ticks within the repeat interval: one occurrence each
             await g.tick(findings)
             g.clock.now += 10
         g.clock.now += 600
         await g.tick(findings)
         stored = {e["reason"]: e for e in await g.events()}
-        assert set(stored) == {"CNIPluginMissing", "CNIConfigNotLoaded"}
+        assert set(stored) == {"CNIPluginMissing", "CNIRuntimeStale"}
         assert stored["CNIPluginMissing"]["count"] == 2 and stored["CNIPluginMissing"]["type"] == "Warning"
         assert stored["CNIPluginMissing"]["involvedObject"]["kind"] == "Node"
-        assert stored["CNIConfigNotLoaded"]["count"] == 2
+        assert stored["CNIRuntimeStale"]["count"] == 2
 
 
 async def test_pod_events_and_labels_follow_the_capture_state(raw_sim: SimServer, tmp_path: Path) -> None:
