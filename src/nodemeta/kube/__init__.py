@@ -7,7 +7,9 @@ Layout, one role per module (import-linter keeps the simulator out of here):
 * `errors`: the one exception tree; `settings`: every timeout and limit with its reason;
 * `models` + `codec`: msgspec Structs with only the fields we use, and their decoding;
 * `resources`: what to list and watch; `backoff`: jittered exponential backoff;
-* `reflector`: the list -> watch loop; `store`: the cache and its listeners; `informer`: the two wired together.
+* `reflector`: the list -> watch loop; `store`: the cache and its listeners; `informer`: the two wired together;
+* `writer`: object writes (create, patch, delete with preconditions, read-modify-write on 409);
+* `correlator`: client-go's event aggregation and spam filter, pure; `events`: the background Event recorder.
 
 The public names are re-exported here; submodules are the implementation.
 """
@@ -18,7 +20,17 @@ from nodemeta.kube.backoff import Backoff
 from nodemeta.kube.client import ApiClient
 from nodemeta.kube.codec import Bookmark, Change, Codec, Event, Failure
 from nodemeta.kube.config import BearerToken, ClusterConfig, Credentials, load_config
+from nodemeta.kube.correlator import (
+    AGGREGATE_PREFIX,
+    Correlator,
+    CorrelatorSettings,
+    ObjectReference,
+    Occurrence,
+    TokenBucket,
+    Write,
+)
 from nodemeta.kube.errors import (
+    AlreadyExists,
     ApiError,
     BadRequest,
     ConfigError,
@@ -27,6 +39,7 @@ from nodemeta.kube.errors import (
     DecodeError,
     Expired,
     Forbidden,
+    Invalid,
     KubeError,
     NotFound,
     RequestTimeout,
@@ -36,6 +49,7 @@ from nodemeta.kube.errors import (
     Unauthorized,
     WatchStalled,
 )
+from nodemeta.kube.events import NORMAL, WARNING, Recorder, RecorderSettings, RecorderStats
 from nodemeta.kube.informer import Informer
 from nodemeta.kube.models import (
     Container,
@@ -76,19 +90,35 @@ from nodemeta.kube.resources import (
 )
 from nodemeta.kube.settings import BackoffSettings, ClientSettings, ReflectorSettings
 from nodemeta.kube.store import BaseListener, Listener, Store, object_key
+from nodemeta.kube.writer import (
+    JSONObject,
+    Modified,
+    ObjectPath,
+    PatchType,
+    Sender,
+    Writer,
+    WriterSettings,
+    event_path,
+    node_path,
+    pod_path,
+)
 
 __all__ = [
+    "AGGREGATE_PREFIX",
     "CRONJOBS",
     "DAEMONSETS",
     "DEPLOYMENTS",
     "JOBS",
     "NAMESPACES",
     "NODES",
+    "NORMAL",
     "PODS",
     "REPLICASETS",
     "REPLICATIONCONTROLLERS",
     "SERVICES",
     "STATEFULSETS",
+    "WARNING",
+    "AlreadyExists",
     "ApiClient",
     "ApiError",
     "Backoff",
@@ -107,6 +137,8 @@ __all__ = [
     "Container",
     "ContainerPort",
     "ContainerStatus",
+    "Correlator",
+    "CorrelatorSettings",
     "Credentials",
     "DecodeError",
     "Event",
@@ -114,27 +146,38 @@ __all__ = [
     "Failure",
     "Forbidden",
     "Informer",
+    "Invalid",
+    "JSONObject",
     "KubeError",
     "KubeObject",
     "ListMeta",
     "Listener",
+    "Modified",
     "Namespace",
     "Node",
     "NodeAddress",
     "NotFound",
     "ObjectList",
     "ObjectMeta",
+    "ObjectPath",
+    "ObjectReference",
+    "Occurrence",
     "OwnerReference",
     "PartialObjectMetadata",
+    "PatchType",
     "Pod",
     "PodIP",
     "PodSpec",
     "PodStatus",
+    "Recorder",
+    "RecorderSettings",
+    "RecorderStats",
     "Reflector",
     "ReflectorSettings",
     "ReflectorStats",
     "RequestTimeout",
     "Resource",
+    "Sender",
     "ServerError",
     "Service",
     "ServiceSpec",
@@ -142,12 +185,19 @@ __all__ = [
     "Status",
     "Store",
     "Throttled",
+    "TokenBucket",
     "Transport",
     "TransportError",
     "Unauthorized",
     "WatchStalled",
+    "Write",
+    "Writer",
+    "WriterSettings",
+    "event_path",
     "load_config",
+    "node_path",
     "object_key",
+    "pod_path",
     "pods_on_node",
     "relist_resource_version",
 ]

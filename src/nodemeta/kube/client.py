@@ -1,4 +1,4 @@
-"""The HTTP adapter: LIST pages and WATCH streams over one aiohttp session.
+"""The HTTP adapter: LIST pages, WATCH streams and single requests (reads and writes) over one aiohttp session.
 
 This is the only module that touches aiohttp. Every aiohttp, ssl and OS error is translated here, once, into the
 `errors` tree (`raise ... from`); error statuses become `ApiError` subclasses built from the Status body, or from the
@@ -91,25 +91,45 @@ class ApiClient:
         self, path: str, params: Mapping[str, str], decode: Callable[[bytes], P], *, accept: str = JSON
     ) -> P:
         """GET one page of a collection and decode it with `decode` (which raises DecodeError on bad bodies)."""
+        return decode(await self.send("GET", path, params=params, accept=accept))
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str = JSON,
+        accept: str = JSON,
+    ) -> bytes:
+        """One bounded request (GET, POST, PATCH, PUT, DELETE); the body of a 2xx answer, else an ApiError."""
         session = self._open()
         headers = await self._headers(accept)
+        if body is not None:
+            headers["Content-Type"] = content_type
         try:
             async with asyncio.timeout(self.settings.request_timeout):
-                async with session.get(
-                    self._url(path), params=params, headers=headers, server_hostname=self.config.tls_server_name
+                async with session.request(
+                    method,
+                    self._url(path),
+                    params=params,
+                    data=body,
+                    headers=headers,
+                    server_hostname=self.config.tls_server_name,
                 ) as response:
-                    body = await response.read()
+                    answer = await response.read()
                     status = response.status
                     retry_after = response.headers.get("Retry-After")
         except aiohttp.ClientError as err:  # first: aiohttp's connect timeout is also a TimeoutError
-            raise ConnectionLost(f"GET {path}: {_describe(err)}") from err
+            raise ConnectionLost(f"{method} {path}: {_describe(err)}") from err
         except TimeoutError as err:  # before OSError, of which TimeoutError is a subclass
-            raise RequestTimeout(f"GET {path} took longer than {self.settings.request_timeout} s") from err
+            raise RequestTimeout(f"{method} {path} took longer than {self.settings.request_timeout} s") from err
         except OSError as err:
-            raise ConnectionLost(f"GET {path}: {_describe(err)}") from err
-        if status != 200:
-            raise self._error(status, body, retry_after)
-        return decode(body)
+            raise ConnectionLost(f"{method} {path}: {_describe(err)}") from err
+        if not 200 <= status < 300:
+            raise self._error(status, answer, retry_after)
+        return answer
 
     @contextlib.asynccontextmanager
     async def watch(

@@ -8,7 +8,10 @@
     │   ├── RequestTimeout   a non-streaming request took longer than its deadline
     │   └── WatchStalled     a watch sent no bytes for the inactivity timeout
     └── ApiError             the server answered with an error status (or an in-stream ERROR event)
-        ├── BadRequest (400), Unauthorized (401), Forbidden (403), NotFound (404), Conflict (409)
+        ├── BadRequest (400), Unauthorized (401), Forbidden (403), NotFound (404)
+        ├── Conflict (409: a stale resourceVersion, or failed delete preconditions)
+        │   └── AlreadyExists (409 with reason AlreadyExists: a create of a name that is taken)
+        ├── Invalid (422: the object or patch failed validation, or a JSON patch `test` failed)
         ├── Expired (410: reason Expired, or Gone from older servers)
         ├── Throttled (429)
         └── ServerError (5xx)
@@ -22,6 +25,7 @@ reflector read as a short list of `except` clauses.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyExists",
     "ApiError",
     "BadRequest",
     "ConfigError",
@@ -30,6 +34,7 @@ __all__ = [
     "DecodeError",
     "Expired",
     "Forbidden",
+    "Invalid",
     "KubeError",
     "NotFound",
     "RequestTimeout",
@@ -118,7 +123,23 @@ class NotFound(ApiError):
 
 
 class Conflict(ApiError):
-    """409: a stale resourceVersion on write, or an object that already exists."""
+    """409: a stale resourceVersion on write, failed delete preconditions, or an object that already exists.
+
+    The server says which in the Status message; `precondition_failed` tells a DELETE whose uid/resourceVersion
+    preconditions no longer hold (the object was replaced or changed) from other conflicts.
+    """
+
+    @property
+    def precondition_failed(self) -> bool:
+        return "Precondition failed" in self.message
+
+
+class AlreadyExists(Conflict):
+    """409 with reason AlreadyExists: a create whose name is taken."""
+
+
+class Invalid(ApiError):
+    """422: the object (or the result of a patch) failed validation, or a JSON patch `test` operation failed."""
 
 
 class Expired(ApiError):
@@ -143,6 +164,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     404: NotFound,
     409: Conflict,
     410: Expired,
+    422: Invalid,
     429: Throttled,
 }
 
@@ -157,6 +179,8 @@ def api_error(
 ) -> ApiError:
     """The most specific ApiError subclass for an HTTP status code."""
     cls = _BY_STATUS.get(status)
+    if cls is Conflict and reason == "AlreadyExists":
+        cls = AlreadyExists
     if cls is None:
         cls = ServerError if status >= 500 else ApiError
     return cls(status, reason, message, retry_after=retry_after, causes=causes)

@@ -164,6 +164,22 @@ def check_pod_update(old_spec: Any, new_spec: Any) -> list[Cause]:
     return [("spec", "FieldValueForbidden", _POD_UPDATE_MESSAGE)]
 
 
+def _event_namespace(obj: JSON) -> list[Cause]:
+    """An Event lives in its object's namespace; one about a cluster-scoped object (a Node) in "default" (core/v1
+    Events without eventTime may also use ""), or "kube-system" for events.k8s.io ones. kube-apiserver checks this
+    on every create, whichever API the Event came through."""
+    involved = obj.get("involvedObject")
+    involved_ns = involved.get("namespace") or "" if isinstance(involved, dict) else ""
+    namespace = (obj.get("metadata") or {}).get("namespace") or ""
+    if involved_ns:
+        ok = namespace == involved_ns if not obj.get("eventTime") else True
+    elif obj.get("eventTime"):
+        ok = namespace in ("default", "kube-system")
+    else:
+        ok = namespace in ("", "default")
+    return [] if ok else [_invalid("involvedObject.namespace", involved_ns, "does not match event.namespace")]
+
+
 def check_object(kind: str, obj: JSON) -> list[Cause]:
     """Every violation found in `obj`, in the order the real validators report them."""
     meta = obj.get("metadata") or {}
@@ -192,4 +208,6 @@ def check_object(kind: str, obj: JSON) -> list[Cause]:
             causes.append(_required("spec.ports"))
     elif kind == "CronJob" and not (spec or {}).get("schedule"):
         causes.append(_required("spec.schedule"))
+    elif kind == "Event":
+        causes += _event_namespace(obj)
     return causes  # fmt: skip
