@@ -115,6 +115,9 @@ async def test_primary_file_sorting_first_without_the_mesh_leaves_new_pods_uncap
     assert report["winner"]["file"] == CONFLIST_NAME and report["winner"]["missing"] == [MESH]
     assert "CNIPluginMissing" in codes(report["findings"])
     assert pod_verdicts(report) == {"before": "captured", "after": "plugin-missing-at-add"}
+    late_json = next(p for p in report["pods"] if p["name"] == "after")
+    assert late_json["sandboxId"] == after and late_json["pluginAtAdd"] is False and late_json["class"] == 9
+    assert late_json["code"] == "CNIPodPluginMissingAtAdd" and "v6 outbound-redirect" in late_json["missing"]
     assert report["loaded"]["networks"][0]["plugins"] == BRIDGE_CHAIN
 
 

@@ -48,6 +48,12 @@ class PodSection:
     # A stable code for the pod's problem ("" when fine), and lines explaining the verdict.
     code: str = ""
     details: tuple[str, ...] = ()
+    # Structured for programs (JSON): the sandbox, the capture profile, each failed check as "<family> <check id>"
+    # (e.g. "v4 local-route"), and whether the mesh plugin was in the chain at ADD (None: unknown).
+    sandbox_id: str = ""
+    profile: str = ""
+    missing: tuple[str, ...] = ()
+    plugin_at_add: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +271,10 @@ def to_json(report: CheckReport) -> dict[str, Any]:
                 "code": p.code,
                 "class": p.exit_class,
                 "details": list(p.details),
+                "sandboxId": p.sandbox_id,
+                "profile": p.profile,
+                "missing": list(p.missing),
+                "pluginAtAdd": p.plugin_at_add,
             }
             for p in report.pods
         ]

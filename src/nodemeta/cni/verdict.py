@@ -324,6 +324,10 @@ def pod_sections(node: NodeAudit) -> tuple[PodSection, ...]:
             exit_class=int(p.exit_class),
             code=p.code,
             details=_details(p),
+            sandbox_id=p.pod.sandbox_id,
+            profile=p.profile,
+            missing=tuple(f"{g.family} {g.check}" for g in p.missing),
+            plugin_at_add=p.plugin_at_add,
         )
         for p in node.pods
     ]
@@ -338,6 +342,7 @@ def pod_sections(node: NodeAudit) -> tuple[PodSection, ...]:
                 verdict=f"not audited: {s.reason.value}",
                 severity=Severity.INFO,
                 details=(s.detail,) if s.detail else (),
+                sandbox_id=s.pod.sandbox_id,
             )
         )
     return tuple(sections)
