@@ -4,27 +4,52 @@ Works on a directory alone (no runtime, no root): `--conf-dir` is read, the winn
 the required plugins (`--preset`, `--require`) are looked for in its chain, and `--crictl-info` (the output of
 `crictl info`) adds the comparison with what containerd actually loaded.
 
+With a container runtime (`--cri-socket`, else the first default socket that answers) the pods are audited too
+(`nodemeta.cni.audit`): each pod that must be captured gets a section with its capture state, and the runtime's
+CRI `Status` supplies the loaded configuration when `--crictl-info` is not given. `--no-pods` skips that part.
+
 Exit codes (also in docs/cni.md): 0 healthy; 3 warnings only; 4 the runtime's loaded configuration differs from
 the disk; 5 a required plugin is missing or misplaced (pods start without traffic capture); 6 the node cannot network
-new pods; 64 a usage error of `cni check`; 66 an input file given by a flag cannot be read. 1 is an unexpected
-error, 2 a usage error of the outer `nodemeta` command.
+new pods; 7 a pod that must be captured could not be audited (or `--cri-socket` did not answer); 8 a pod's capture
+is partial; 9 a pod that must be captured is not; 64 a usage error of `cni check`; 66 an input file given by a flag
+cannot be read. 1 is an unexpected error, 2 a usage error of the outer `nodemeta` command.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import orjson
 
+from nodemeta.cni.audit import AuditSettings, PodAuditor
+from nodemeta.cni.capture import PROFILES
 from nodemeta.cni.conf import PRESETS, RuntimeKind, RuntimeModel, evaluate, required_types
-from nodemeta.cni.loaded import LoadedView, from_crictl_info
+from nodemeta.cni.loaded import LoadedView, from_crictl_info, from_status_info
 from nodemeta.cni.patterns import find
+from nodemeta.cni.policy import PolicySettings, Selector
 from nodemeta.cni.report import CheckReport, PodSection, render_text, to_json
+from nodemeta.cni.results import ResultCacheSettings
 from nodemeta.cni.scan import list_binaries, scan
+from nodemeta.cni.verdict import PodClass, pod_sections, summary_lines
+from nodemeta.cri.client import CriClient
+from nodemeta.cri.discovery import NoRuntimeFound, discover_runtime
+from nodemeta.cri.model import CriError
 
-__all__ = ["EXIT_NO_INPUT", "EXIT_USAGE", "add_arguments", "build_report", "run"]
+__all__ = [
+    "EXIT_NO_INPUT",
+    "EXIT_USAGE",
+    "PodPart",
+    "add_arguments",
+    "audit_pods",
+    "build_report",
+    "parse_selector",
+    "run",
+]
 
 EXIT_USAGE = 64  # sysexits EX_USAGE
 EXIT_NO_INPUT = 66  # sysexits EX_NOINPUT
@@ -56,6 +81,7 @@ def add_arguments(cni: argparse.ArgumentParser) -> None:
         description="Read the CNI configuration directory the way the container runtime does, name the file it "
         "uses and why, and check that the required chained plugins are in that file's chain. Exit codes: 0 healthy, "
         "3 warnings only, 4 runtime out of date, 5 required plugin missing or misplaced, 6 no pod network, "
+        "7 a pod could not be audited, 8 a pod partially captured, 9 a pod not captured, "
         "64 usage error, 66 unreadable input.",
     )
     check.add_argument(
@@ -110,6 +136,35 @@ def add_arguments(cni: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the output of `crictl info` ('-' for stdin): compare with what containerd loaded",
     )
+    pods = check.add_argument_group("pod capture audit")
+    pods.add_argument(
+        "--cri-socket",
+        default="",
+        metavar="PATH",
+        help="the runtime's CRI socket (default: the first of the usual containerd and CRI-O sockets that answers; "
+        "none: the pods are not audited)",
+    )
+    pods.add_argument("--no-pods", action="store_true", help="check the configuration only")
+    pods.add_argument(
+        "--results-dir",
+        default=ResultCacheSettings().directory,
+        metavar="DIR",
+        help="libcni's result cache (default %(default)s)",
+    )
+    pods.add_argument(
+        "--proc", default="/proc", metavar="DIR", help="the host's /proc, for the pods' namespaces (default /proc)"
+    )
+    for flag, where in (("--selector", "labels"), ("--annotation-selector", "annotations")):
+        pods.add_argument(
+            flag,
+            action="append",
+            default=[],
+            metavar="PROFILE:KEY[=VALUE][,KEY[=VALUE]...]",
+            help=f"pods whose {where} match must be captured with PROFILE ({', '.join(PROFILES)}); repeatable",
+        )
+    pods.add_argument(
+        "--probe", action="store_true", help="also prove capture actively in pods whose rules look complete"
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(cni_parser=check)
 
@@ -121,11 +176,73 @@ def build_report(
     bin_dirs: list[str],
     loaded: LoadedView | None = None,
     pods: tuple[PodSection, ...] | None = None,
+    *,
+    pod_notes: tuple[str, ...] = (),
+    pod_class: int = 0,
 ) -> CheckReport:
-    """Scan, evaluate and find, once (the pod audit can pass its sections in `pods`)."""
+    """Scan, evaluate and find, once (the pod audit passes its sections in `pods`)."""
     binaries = list_binaries(bin_dirs) if bin_dirs else None
     state = evaluate(scan(conf_dir), conf_dir=conf_dir, model=model, required=required, binaries=binaries)
-    return CheckReport(state, find([state], loaded), loaded, pods)
+    return CheckReport(state, find([state], loaded), loaded, pods, pod_notes, pod_class)
+
+
+def parse_selector(text: str, *, annotations: bool = False) -> Selector:
+    """`PROFILE:KEY[=VALUE][,KEY[=VALUE]...]` -> a Selector (a KEY without a value: present with any value).
+    Raises ValueError with the reason."""
+    profile, sep, rest = text.partition(":")
+    if not sep or profile not in PROFILES:
+        raise ValueError(f"{text!r}: expected PROFILE:KEY[=VALUE],... with PROFILE one of {', '.join(PROFILES)}")
+    wanted: dict[str, str | None] = {}
+    for item in rest.split(","):
+        key, eq, value = item.strip().partition("=")
+        if not key.strip():
+            raise ValueError(f"{text!r}: an empty key")
+        wanted[key.strip()] = value.strip() if eq else None
+    if annotations:
+        return Selector(profile=profile, annotations=wanted)
+    return Selector(profile=profile, labels=wanted)
+
+
+@dataclass(frozen=True, slots=True)
+class PodPart:
+    """The pod audit's contribution to the report."""
+
+    sections: tuple[PodSection, ...] | None
+    notes: tuple[str, ...]
+    loaded: LoadedView | None = None
+    exit_class: int = 0
+
+
+async def audit_pods(socket: str, settings: AuditSettings, *, want_loaded: bool) -> PodPart:
+    """Find the runtime (`socket`, else discovery), read its loaded CNI view and audit its pods."""
+    if socket:
+        path = socket
+    else:
+        try:
+            path = (await discover_runtime()).path
+        except NoRuntimeFound as err:
+            return PodPart(None, (f"no container runtime: {err}",))
+    async with CriClient(path) as runtime:
+        try:
+            loaded = from_status_info((await runtime.status()).info) if want_loaded else None
+            node = await PodAuditor(runtime, settings=settings).audit_node()
+        except CriError as err:
+            exit_class = int(PodClass.UNREADABLE) if socket else 0
+            return PodPart(None, (f"the runtime at {path} did not answer: {err}",), exit_class=exit_class)
+    return PodPart(pod_sections(node), (f"runtime {path}", *summary_lines(node)), loaded)
+
+
+def _audit_settings(args: argparse.Namespace, required: Sequence[str]) -> AuditSettings:
+    selectors = tuple(parse_selector(t) for t in args.selector) + tuple(
+        parse_selector(t, annotations=True) for t in args.annotation_selector
+    )
+    return AuditSettings(
+        policy=PolicySettings(selectors=selectors),
+        required_plugins=tuple(required),
+        results=ResultCacheSettings(directory=args.results_dir),
+        proc=args.proc,
+        probe=args.probe,
+    )
 
 
 def _read_input(path: str) -> bytes:
@@ -144,6 +261,10 @@ def run(args: argparse.Namespace) -> int:
         parser.error("--require takes a plugin type: a binary name, not empty and without '/'")
     model = RuntimeModel(RuntimeKind(args.runtime), args.max_conf_num, args.default_network)
     required = required_types(args.preset, (t.strip() for t in args.require))
+    try:
+        settings = _audit_settings(args, required)
+    except ValueError as err:
+        parser.error(str(err))
     loaded = None
     if args.crictl_info:
         try:
@@ -154,7 +275,19 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_NO_INPUT
-    report = build_report(args.conf_dir, model, required, args.bin_dir, loaded)
+    part = PodPart(None, ("--no-pods",))
+    if not args.no_pods:
+        part = asyncio.run(audit_pods(args.cri_socket, settings, want_loaded=loaded is None))
+    report = build_report(
+        args.conf_dir,
+        model,
+        required,
+        args.bin_dir,
+        loaded or part.loaded,
+        part.sections,
+        pod_notes=part.notes,
+        pod_class=part.exit_class,
+    )
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(to_json(report), option=orjson.OPT_INDENT_2) + b"\n")
     else:

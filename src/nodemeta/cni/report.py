@@ -1,8 +1,9 @@
 """The `nodemeta cni check` report: one evaluated configuration state, its findings and (later) its pods, rendered
 as text for a person or as JSON for a program, with the exit code they imply. Pure, no I/O.
 
-The report has a seam for the pod traffic-capture audit: `CheckReport.pods` is None when no pod was audited (the
-configuration check alone), else one `PodSection` per pod, rendered in its own section and counted in the exit code.
+The pod traffic-capture audit (`nodemeta.cni.audit`) fills `CheckReport.pods`: None when no pod was audited (the
+configuration check alone, or no runtime to ask: `pod_notes` says why), else one `PodSection` per pod, rendered in
+its own section and counted in the exit code (classes 7-9, `nodemeta.cni.verdict.PodClass`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from nodemeta.cni.conf import ConfFile, ConfigState, FileStatus, RuntimeKind
 from nodemeta.cni.loaded import LoadedView
 from nodemeta.cni.patterns import Finding, ProblemClass, Severity, problem_class
 
-__all__ = ["STATUS_WORDS", "CheckReport", "PodSection", "render_text", "to_json"]
+__all__ = ["POD_STATUS_WORDS", "STATUS_WORDS", "CheckReport", "PodSection", "render_text", "to_json"]
 
 STATUS_WORDS = {
     ProblemClass.HEALTHY: "healthy",
@@ -23,6 +24,12 @@ STATUS_WORDS = {
     ProblemClass.RUNTIME: "runtime out of date",
     ProblemClass.CHAIN: "chain broken: pods start without the required plugin",
     ProblemClass.NO_NETWORK: "no pod network: new pods cannot start",
+}
+# The pod audit's classes (their meaning is `nodemeta.cni.verdict.PodClass`; the report only words them).
+POD_STATUS_WORDS = {
+    7: "pods could not be audited",
+    8: "pods partially captured",
+    9: "pods not captured",
 }
 
 
@@ -41,6 +48,12 @@ class PodSection:
     # A stable code for the pod's problem ("" when fine), and lines explaining the verdict.
     code: str = ""
     details: tuple[str, ...] = ()
+    # Structured for programs (JSON): the sandbox, the capture profile, each failed check as "<family> <check id>"
+    # (e.g. "v4 local-route"), and whether the mesh plugin was in the chain at ADD (None: unknown).
+    sandbox_id: str = ""
+    profile: str = ""
+    missing: tuple[str, ...] = ()
+    plugin_at_add: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +63,16 @@ class CheckReport:
     loaded: LoadedView | None = None
     # None: pods were not audited. A tuple (maybe empty): the audit ran.
     pods: tuple[PodSection, ...] | None = None
+    # Lines about the pod audit as a whole: why it did not run, or what it skipped.
+    pod_notes: tuple[str, ...] = ()
+    # The class of the audit as a whole when it could not run although asked to (an unreachable --cri-socket: 7).
+    pod_class: int = 0
 
     @property
     def exit_code(self) -> int:
         codes = [int(problem_class(f)) for f in self.findings]
         codes.extend(p.exit_class for p in self.pods or ())
+        codes.append(self.pod_class)
         return max(codes, default=0)
 
     @property
@@ -63,7 +81,7 @@ class CheckReport:
         try:
             return STATUS_WORDS[ProblemClass(code)]
         except ValueError:
-            return "pods not captured"
+            return POD_STATUS_WORDS.get(code, "pods not captured")
 
 
 def _chain(f: ConfFile) -> str:
@@ -131,7 +149,7 @@ def render_text(report: CheckReport) -> str:
     else:
         lines.append("Findings: none")
     lines.append("")
-    lines.extend(_pod_lines(report.pods))
+    lines.extend(_pod_lines(report.pods, report.pod_notes))
     lines.append("")
     lines.append(f"Result: {report.status} (exit {report.exit_code})")
     return "\n".join(lines) + "\n"
@@ -151,12 +169,11 @@ def _loaded_lines(loaded: LoadedView) -> list[str]:
     return lines
 
 
-def _pod_lines(pods: Sequence[PodSection] | None) -> list[str]:
+def _pod_lines(pods: Sequence[PodSection] | None, notes: Sequence[str]) -> list[str]:
     if pods is None:
-        return ["Pods: not audited (configuration check only)"]
-    if not pods:
-        return ["Pods: none to audit"]
-    lines = ["Pods:"]
+        return [f"Pods: not audited ({'; '.join(notes) or 'configuration check only'})"]
+    lines = ["Pods: none to audit" if not pods else "Pods:"]
+    lines.extend(f"  ({note})" for note in notes)
     for p in pods:
         code = f" {p.code}" if p.code else ""
         lines.append(f"  {p.namespace}/{p.name}: {p.verdict} ({p.severity.value}{code})")
@@ -219,6 +236,7 @@ def to_json(report: CheckReport) -> dict[str, Any]:
         ],
         "loaded": None,
         "pods": None,
+        "podNotes": list(report.pod_notes),
         "status": report.status,
         "exitCode": report.exit_code,
     }
@@ -253,6 +271,10 @@ def to_json(report: CheckReport) -> dict[str, Any]:
                 "code": p.code,
                 "class": p.exit_class,
                 "details": list(p.details),
+                "sandboxId": p.sandbox_id,
+                "profile": p.profile,
+                "missing": list(p.missing),
+                "pluginAtAdd": p.plugin_at_add,
             }
             for p in report.pods
         ]
