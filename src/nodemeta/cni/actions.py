@@ -104,7 +104,10 @@ class NodeFinding:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PodFinding:
-    """One pod's capture state, with the identity it was judged under (uid and resourceVersion)."""
+    """One pod's capture state, with the identity it was judged under (uid and resourceVersion).
+
+    A captured pod that no action will touch may come without a resourceVersion (and without labels): it is only
+    counted."""
 
     namespace: str
     name: str
@@ -120,8 +123,11 @@ class PodFinding:
     terminating: bool = False
 
     def __post_init__(self) -> None:
-        if not (self.namespace and self.name and self.uid and self.resource_version):
-            raise ValueError("a pod finding needs namespace, name, uid and resourceVersion")
+        if not (self.namespace and self.name and self.uid):
+            raise ValueError("a pod finding needs namespace, name and uid")
+        if not self.resource_version and (self.state in BAD_STATES or self.labels):
+            # Labels and deletions pin the resourceVersion the pod was judged under.
+            raise ValueError("a pod finding with a bad state or labels needs its resourceVersion")
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
