@@ -71,6 +71,7 @@ class Agent:
             sandboxes=lambda: len(self.mirror.sandboxes),
             metadata_objects=lambda: len(self.store),
             ready=lambda: self.readiness().ready,
+            runtime_available=lambda: self.runtime_sync.available,
             change_subscribers=lambda: len(self.hub.subscribers),
         )
         self.probe_port = 0

@@ -27,6 +27,11 @@ class AgentMetrics:
             registry=r,
         )  # fmt: skip
         self.ready = Gauge("nodemeta_agent_ready", "1 once the runtime is mirrored and metadata synced", registry=r)
+        self.runtime_available = Gauge(
+            "nodemeta_agent_runtime_available",
+            "1 while the last runtime relist succeeded; 0 while the runtime is unreachable (lookups use the cache)",
+            registry=r,
+        )  # fmt: skip
         self.lookups = Counter(
             "nodemeta_agent_lookups", "Lookups served, by what was asked and the result", ["by", "result"],
             registry=r,
@@ -59,12 +64,14 @@ class AgentMetrics:
         sandboxes: Callable[[], int],
         metadata_objects: Callable[[], int],
         ready: Callable[[], bool],
+        runtime_available: Callable[[], bool],
         change_subscribers: Callable[[], int],
     ) -> None:
         self.containers.set_function(lambda: float(containers()))
         self.sandboxes.set_function(lambda: float(sandboxes()))
         self.metadata_objects.set_function(lambda: float(metadata_objects()))
         self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+        self.runtime_available.set_function(lambda: 1.0 if runtime_available() else 0.0)
         self.change_subscribers.set_function(lambda: float(change_subscribers()))
 
     def exposition(self) -> bytes:
