@@ -4,6 +4,7 @@ root, and keeps looking (not ready, saying which paths it tried) until one does.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from pathlib import Path
 
@@ -40,3 +41,26 @@ async def test_the_agent_finds_a_runtime_that_appears_after_it_started(
             agent.stop()
             async with asyncio.timeout(15):
                 await task
+
+
+async def test_the_heap_is_frozen_once_the_agent_is_ready(clean_lab: ContainerdLab, tmp_path: Path) -> None:
+    """Long-lived objects leave the cyclic collector's generations once the agent is ready (see
+    `AgentSettings.freeze_heap`); the test process's own collector is restored afterwards."""
+    lab = clean_lab
+    await asyncio.to_thread(lab.run_pod, "frozen-0", "default")
+    gc.unfreeze()
+    settings = lab_settings(tmp_path, freeze_heap=True)
+    try:
+        async with RuntimeFinder([str(lab.socket)]) as runtime:
+            agent = Agent(settings, runtime, IdleSource)
+            task = asyncio.create_task(agent.run(), name="agent")
+            try:
+                await eventually(lambda: agent.heap_frozen == 1, what="frozen")
+                assert agent.readiness().ready and gc.get_freeze_count() > 0
+                assert len(agent.mirror.sandboxes) == 1
+            finally:
+                agent.stop()
+                async with asyncio.timeout(15):
+                    await task
+    finally:
+        gc.unfreeze()

@@ -1,14 +1,15 @@
 """The agent's Prometheus metrics (`nodemeta_agent_*`), on a registry of its own so tests can run several agents.
 
 Counters are exposed with the `_total` suffix (prometheus_client's convention); gauges read the live state when
-scraped.
+scraped. The registry also carries prometheus_client's process and Python GC collectors (`process_*`,
+`python_gc_*`): memory and collection counts of the agent process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE", "AgentMetrics"]
@@ -20,6 +21,8 @@ class AgentMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
         self.containers = Gauge("nodemeta_agent_containers", "Containers in the runtime mirror", registry=r)
         self.sandboxes = Gauge("nodemeta_agent_sandboxes", "Pod sandboxes in the runtime mirror", registry=r)
         self.metadata_objects = Gauge(
