@@ -34,6 +34,8 @@ def agent_settings(tmp_path: Path, node: str, **overrides: Any) -> AgentSettings
         "stream": FAST_STREAM,
         "metrics_address": LOCAL,
         "probe_address": LOCAL,
+        # gc.freeze() is process-wide: in-process agents leave the test process's collector alone (one test checks it).
+        "freeze_heap": False,
         **overrides,
     }
     return AgentSettings(**values)

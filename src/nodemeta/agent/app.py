@@ -11,6 +11,7 @@ any). Lookups read both through the `Joiner`.
 
 Ready once the runtime has been listed once and the metadata source completed its initial sync; while the runtime
 is unreachable the agent stays up (health 200), serves what it has, and says what it waits for on /readyz.
+Once ready, the heap is frozen (`AgentSettings.freeze_heap`), so full garbage collections stay short.
 Stopping: /readyz turns 503, change streams end, the listeners close, the loops are cancelled.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable
 from typing import Protocol
 
@@ -71,11 +73,14 @@ class Agent:
             sandboxes=lambda: len(self.mirror.sandboxes),
             metadata_objects=lambda: len(self.store),
             ready=lambda: self.readiness().ready,
+            runtime_available=lambda: self.runtime_sync.available,
             change_subscribers=lambda: len(self.hub.subscribers),
         )
         self.probe_port = 0
         self.metrics_port = 0
         self._stop_requested = asyncio.Event()
+        self._metadata_synced = asyncio.Event()
+        self.heap_frozen = 0
         self._serving = asyncio.Event()
         self._stopping = False
 
@@ -144,6 +149,22 @@ class Agent:
         if not self.metadata_synced:
             log.info("metadata initial sync complete", objects=len(self.store))
         self.metadata_synced = True
+        self._metadata_synced.set()
+        if self.heap_frozen:
+            self._freeze_heap()  # a resync replaced the store: freeze what it built
+
+    def _freeze_heap(self) -> None:
+        if not self.settings.freeze_heap:
+            return
+        gc.collect()
+        gc.freeze()
+        self.heap_frozen += 1
+        log.debug("heap frozen", objects=gc.get_freeze_count())
+
+    async def _freeze_when_synced(self) -> None:
+        await self.runtime_sync.wait_synced()
+        await self._metadata_synced.wait()
+        self._freeze_heap()
 
     def reconnected(self) -> None:
         self.metrics.stream_reconnects.inc()
@@ -191,6 +212,7 @@ class Agent:
                 loops = [
                     tasks.create_task(self.runtime_sync.run(), name="agent-runtime"),
                     tasks.create_task(self.source.run(), name="agent-metadata"),
+                    tasks.create_task(self._freeze_when_synced(), name="agent-freeze"),
                 ]
                 try:
                     await self._stop_requested.wait()

@@ -1,7 +1,8 @@
 """`nodemeta agent run` and `nodemeta agent lookup`: argument definitions and entry functions.
 
-The CRI client (`nodemeta.cri.client`) is imported only when `agent run` starts, and a build without it still runs:
-the runtime then counts as unreachable (not ready, health 200), which is also what a socket nobody listens on gives.
+The CRI client (`nodemeta.cri.client`, through `nodemeta.agent.runtime_finder`) is imported only when `agent run`
+starts, so `agent lookup` stays quick to start. A runtime that does not answer yet counts as unreachable (not ready,
+health 200) and is looked for again with backoff.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, NoReturn
 
 from nodemeta.agent.settings import (
     DEFAULT_CRI_SOCKETS,
@@ -23,16 +23,7 @@ from nodemeta.agent.settings import (
     BindAddress,
     SettingsError,
 )
-from nodemeta.cri.model import (
-    Container,
-    ContainerEvent,
-    CriUnavailable,
-    Listed,
-    Runtime,
-    RuntimeStatus,
-    RuntimeVersion,
-    Sandbox,
-)
+from nodemeta.cri.model import Runtime
 
 __all__ = ["add_lookup_arguments", "add_run_arguments", "lookup", "run"]
 
@@ -46,7 +37,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="this node's name (spec.nodeName of its pods); default $NODE_NAME, set it from the "
                         "Downward API")  # fmt: skip
     parser.add_argument("--cri-socket", action="append", default=[], metavar="PATH",
-                        help="CRI runtime socket; repeatable, the first that exists is used (default: "
+                        help="CRI runtime socket; repeatable, the first that answers is used (default: "
                         + ", ".join(DEFAULT_CRI_SOCKETS) + ")")  # fmt: skip
     parser.add_argument("--host-root", default="", metavar="DIR",
                         help="where the host's / is mounted (for /proc and the runtime socket); default /")  # fmt: skip
@@ -102,60 +93,13 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
     )
 
 
-class UnreachableRuntime:
-    """The runtime when none can be used: every call raises CriUnavailable with the reason."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def _fail(self) -> NoReturn:
-        raise CriUnavailable(self.reason)
-
-    async def version(self) -> RuntimeVersion:
-        self._fail()
-
-    async def status(self) -> RuntimeStatus:
-        self._fail()
-
-    async def list_sandboxes(self) -> Sequence[Listed]:
-        self._fail()
-
-    async def list_containers(self) -> Sequence[Listed]:
-        self._fail()
-
-    async def sandbox(self, sandbox_id: str) -> Sandbox:
-        self._fail()
-
-    async def container(self, container_id: str) -> Container:
-        self._fail()
-
-    async def events(self) -> AsyncIterator[ContainerEvent]:
-        self._fail()
-        yield  # pragma: no cover - makes this an async generator
-
-
-def choose_socket(candidates: Sequence[str], host_root: str) -> str:
-    """The first candidate that exists under the host root, else the first (the agent retries until it appears)."""
-    paths = [os.path.join(host_root or "/", p.lstrip("/")) if host_root else p for p in candidates]
-    for path in paths:
-        if os.path.exists(path):
-            return path
-    return paths[0]
-
-
 @contextlib.asynccontextmanager
 async def open_runtime(candidates: Sequence[str], host_root: str) -> AsyncIterator[Runtime]:
-    path = choose_socket(candidates or DEFAULT_CRI_SOCKETS, host_root)
-    try:
-        from nodemeta.cri import client as cri_client  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        yield UnreachableRuntime(f"this build has no CRI client; runtime socket {path} not used")
-        return
-    runtime: Any = cri_client.CriClient(path)
-    if hasattr(runtime, "__aenter__"):
-        async with runtime as entered:
-            yield entered
-    else:
+    """The runtime behind the first candidate socket (default: the usual ones) that answers, found on first use
+    and looked for again with backoff until one does (`nodemeta.agent.runtime_finder`)."""
+    from nodemeta.agent.runtime_finder import RuntimeFinder
+
+    async with RuntimeFinder(candidates, host_root=host_root) as runtime:
         yield runtime
 
 
