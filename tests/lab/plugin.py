@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
+import shutil
+import time
 from collections.abc import Callable, Iterator
 
+import grpc
 import pytest
 
-from tests.lab.harness import ContainerdLab, missing_prerequisites
+from tests.lab.harness import ContainerdLab, LabError, missing_prerequisites
 
 REQUIRE_ENV = "NODEMETA_REQUIRE_LAB"
 LabFactory = Callable[..., contextlib.AbstractContextManager[ContainerdLab]]
@@ -79,7 +83,24 @@ def clean_lab(lab: ContainerdLab) -> Iterator[ContainerdLab]:
     yield lab
     if not lab.containerd_running:
         lab.start_containerd()
-    lab.remove_all_pods()
+    # The configuration first: a sandbox made (or refused) under a broken one can only be torn down (CNI DEL)
+    # once containerd has loaded a working network again.
     for path in lab.conf_dir.iterdir():
-        path.unlink()
-    lab.write_conflist(lab.default_conflist())
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    default = lab.default_conflist()
+    lab.write_conflist(default)
+    deadline = time.monotonic() + 20
+    while default["name"] not in _loaded_networks(lab) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lab.remove_all_pods()
+
+
+def _loaded_networks(lab: ContainerdLab) -> list[str]:
+    try:
+        networks = json.loads(lab.cni_config()).get("Networks") or []
+    except (ValueError, LabError, grpc.RpcError):
+        return []
+    return [str(n.get("Config", {}).get("Name", "")) for n in networks if isinstance(n, dict)]
