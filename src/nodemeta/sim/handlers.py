@@ -334,9 +334,10 @@ class ResourceHandler:
         accept = flt.matches if (labels or fields) else None
         prefix = f"{target.namespace}/" if target.namespace else ""
         try:
+            # `spec.nodeName=X` reads X's pods through the store's index; the whole selector still decides.
             page = store.page(
                 bucket, rv=rv, start=start, prefix=prefix, limit=max(limit, 0), accept=accept,
-                count_remaining=accept is None,
+                count_remaining=accept is None, index_value=flt.index_value(bucket),
             )  # fmt: skip
         except Expired:
             if token:
