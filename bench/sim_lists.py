@@ -10,7 +10,9 @@ many writes reads every later page at its first page's (older) resourceVersion. 
    later page (read at the old revision) against pages of a list at the current revision, and every page's names
    checked against the sorted ground truth;
 3. watch-event delivery (node-filtered watches, patches to pods on their nodes) while nothing else runs, then
-   while `--listers` clients list random nodes back to back: p50/p99 of both, and the server's GC pauses.
+   while `--listers` clients list random nodes back to back: p50/p99 of both;
+4. the server's full (generation-2) GC passes while `--gc-writes` label patches run as fast as the server takes
+   them, and over the whole run (the server reports each pass's duration).
 
     .venv/bin/python bench/sim_lists.py --json out.json
 
@@ -38,6 +40,7 @@ from measure import BenchError, Contention
 from sim_scale import (
     Churn,
     PodPlan,
+    ServerProcess,
     Watcher,
     choose_targets,
     drive_churn,
@@ -203,6 +206,24 @@ async def watch_under_lists(
     return results
 
 
+def _full_pauses(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    pauses = after["full_pauses_s"][len(before["full_pauses_s"]) :]
+    return {"count": len(pauses), "max_s": max(pauses, default=0.0), "total_s": round(sum(pauses), 3)}
+
+
+async def gc_under_churn(
+    session: aiohttp.ClientSession, server: ServerProcess, plans: list[PodPlan], writes: int
+) -> dict[str, Any]:
+    before = (await server.stats())["gc"]
+    churn = Churn(choose_targets(plans, 1, [], writes, seed=11), [False] * writes)
+    await drive_churn(session, server.base, churn, rate=1e9, inflight=16, seq0=20_000_000)
+    after = (await server.stats())["gc"]
+    return {
+        "writes": writes, "failures": len(churn.failures), "writes_per_s": round(writes / churn.wall_s, 1),
+        "patch_latency": latency_summary(churn.patch_latencies), "full_gc": _full_pauses(before, after),
+    }  # fmt: skip
+
+
 async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
     plans = plan_pods(args.pods, args.nodes, args.namespaces)
     truth = _by_node(plans)
@@ -225,7 +246,8 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
                     session, base, plans, args.writes, args.pages, args.page_limit
                 )
                 results["watch"] = await watch_under_lists(session, base, plans, truth, args)
-                results["server_gc"] = {"before": gc0, "after": (await server.stats())["gc"]}
+                results["gc_churn"] = await gc_under_churn(session, server, plans, args.gc_writes)
+                results["full_gc_whole_run"] = _full_pauses(gc0, (await server.stats())["gc"])
         finally:
             results["server_exit_code"] = await server.stop()
 
@@ -244,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listers", type=int, default=50, help="concurrent node-list clients in step 3")
     parser.add_argument("--events", type=int, default=500, help="patches to watched nodes per phase of step 3")
     parser.add_argument("--rate", type=float, default=50.0, help="patches per second in step 3")
+    parser.add_argument("--gc-writes", type=int, default=60_000, help="patches in step 4")
     parser.add_argument("--json", default="", help="write the results here")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
