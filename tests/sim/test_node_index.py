@@ -287,6 +287,7 @@ async def _setup(session: aiohttp.ClientSession) -> dict[str, set[tuple[str, str
     return truth
 
 
+@pytest.mark.kubectl
 async def test_kubectl_lists_each_nodes_pods(cluster: tuple[SimServer, Kubectl, aiohttp.ClientSession]) -> None:
     _, kubectl, session = cluster
     truth = await _setup(session)
@@ -337,3 +338,18 @@ async def test_continued_node_list_reads_the_first_pages_revision(
         now = json.loads(await resp.read())
     expected_now = sorted((truth["node-1"] - {later[0]}) | {unbound, ("west", "zz-late")})
     assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in now["items"]] == expected_now
+
+
+async def test_watch_without_revision_starts_with_exactly_the_nodes_pods(
+    cluster: tuple[SimServer, Kubectl, aiohttp.ClientSession],
+) -> None:
+    """The initial ADDED events of a node-filtered watch come from the index: the node's pods, in key order."""
+    _, _, session = cluster
+    truth = await _setup(session)
+    for node in ("node-1", "node-2", ""):
+        url = f"/api/v1/pods?watch=1&fieldSelector=spec.nodeName%3D{node}&timeoutSeconds=1"
+        async with session.get(url) as resp:
+            events = [json.loads(line) for line in (await resp.read()).splitlines() if line]
+        got = [(e["object"]["metadata"]["namespace"], e["object"]["metadata"]["name"]) for e in events]
+        assert {e["type"] for e in events} <= {"ADDED"}
+        assert got == sorted(truth[node])

@@ -436,7 +436,8 @@ class ResourceHandler:
         # From here to the subscription nothing awaits: the snapshot and the live stream meet without a gap.
         if initial or rv_text in ("", "0"):
             prefix = f"{target.namespace}/" if target.namespace else ""
-            stream.start_from_state(list(bucket.scan(store.rv, store.rv, prefix=prefix)), store.rv)
+            state = bucket.scan(store.rv, store.rv, prefix=prefix, index_value=flt.index_value(bucket))
+            stream.start_from_state(list(state), store.rv)
         else:
             try:
                 stream.start_from_history(bucket.changes_since(parse_rv(rv_text)))
