@@ -38,6 +38,8 @@ import orjson
 
 from measure import BenchError, Contention
 from sim_scale import (
+    SENT_LABEL,
+    SEQ_LABEL,
     Churn,
     PodPlan,
     ServerProcess,
@@ -133,6 +135,41 @@ async def old_revision_pages(
     }
 
 
+async def drive_for(
+    session: aiohttp.ClientSession, base: str, churn: Churn, rate: float, seq0: int, deadline: float
+) -> int:
+    """`churn`'s patches at `rate` (8 outstanding at most) until `deadline`; returns how many were sent."""
+    gate = asyncio.Semaphore(8)
+
+    async def one(seq: int, plan: PodPlan) -> None:
+        try:
+            url = f"{base}/api/v1/namespaces/{plan.namespace}/pods/{plan.name}"
+            stamp = f"{time.perf_counter():.6f}"
+            body = {"metadata": {"labels": {SENT_LABEL: stamp, SEQ_LABEL: str(seq0 + seq)}}}
+            headers = {"Content-Type": "application/merge-patch+json"}
+            async with session.patch(url, data=orjson.dumps(body), headers=headers) as resp:
+                await resp.read()
+                churn.ok[seq] = resp.status == 200
+        except (aiohttp.ClientError, ConnectionError) as err:
+            churn.failures.append(f"{seq}: {err!r}")
+        finally:
+            gate.release()
+
+    tasks: list[asyncio.Task[None]] = []
+    t0 = time.perf_counter()
+    for seq, plan in enumerate(churn.targets):
+        delay = t0 + seq / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await gate.acquire()
+        if time.perf_counter() >= deadline:
+            gate.release()
+            break
+        tasks.append(asyncio.create_task(one(seq, plan)))
+    await asyncio.gather(*tasks)
+    return len(tasks)
+
+
 async def watch_under_lists(
     session: aiohttp.ClientSession,
     base: str,
@@ -147,9 +184,11 @@ async def watch_under_lists(
         Watcher(i, f"node-{n}", f"{base}/api/v1/pods?watch=1&fieldSelector=spec.nodeName%3Dnode-{n}")
         for i, n in enumerate(watched)
     ]
+    t_open = time.perf_counter()
     await asyncio.gather(*(open_watch(session, w) for w in watchers))
+    opened_s = time.perf_counter() - t_open
     readers = [asyncio.create_task(read_watch(w)) for w in watchers]
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"watches_opened_s": round(opened_s, 2)}
     lists_done = 0
     try:
         seq0 = 0
@@ -172,12 +211,11 @@ async def watch_under_lists(
 
             listers = [asyncio.create_task(lister(stop)) for _ in range(args.listers if phase == "lists" else 0)]
             contention = Contention()
-            churn = Churn(
-                choose_targets(plans, args.nodes, watched, args.events * 2, seed=seq0 + 1), [False] * (args.events * 2)
-            )
+            count = int(args.rate * args.phase_seconds)
+            churn = Churn(choose_targets(plans, args.nodes, watched, count, seed=seq0 + 1), [False] * count)
             done_before = lists_done
             t0 = time.perf_counter()
-            await drive_churn(session, base, churn, rate=args.rate, inflight=8, seq0=seq0)
+            sent = await drive_for(session, base, churn, args.rate, seq0, t0 + args.phase_seconds)
             deadline = time.perf_counter() + 60
             while time.perf_counter() < deadline:
                 if all(set(w.seqs) >= expected_seqs(w, churn, seq0) for w in watchers):
@@ -191,7 +229,7 @@ async def watch_under_lists(
             missing = sum(len(expected_seqs(w, churn, seq0) - set(w.seqs)) for w in watchers)
             latencies = [lat for w in watchers for lat in w.latencies]
             results[phase] = {
-                "events": len(latencies), "missing": missing, "lists": lists_done - done_before,
+                "patches_sent": sent, "events": len(latencies), "missing": missing, "lists": lists_done - done_before,
                 "lists_per_s": round((lists_done - done_before) / wall, 1), "latency": latency_summary(latencies),
                 "contention": contention.result(),
             }  # fmt: skip
@@ -264,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-limit", type=int, default=500)
     parser.add_argument("--watchers", type=int, default=100, help="node-filtered watches in step 3")
     parser.add_argument("--listers", type=int, default=50, help="concurrent node-list clients in step 3")
-    parser.add_argument("--events", type=int, default=500, help="patches to watched nodes per phase of step 3")
-    parser.add_argument("--rate", type=float, default=50.0, help="patches per second in step 3")
+    parser.add_argument("--phase-seconds", type=float, default=45.0, help="patching time per phase of step 3")
+    parser.add_argument("--rate", type=float, default=20.0, help="patches per second in step 3 (half to watched nodes)")
     parser.add_argument("--gc-writes", type=int, default=60_000, help="patches in step 4")
     parser.add_argument("--json", default="", help="write the results here")
     args = parser.parse_args(argv)
