@@ -188,7 +188,9 @@ class Snapshot:
                 if not keys:
                     del self.moved[value]
         else:
-            self.moved.setdefault(value, SortedList()).add(key)
+            keys = self.moved.setdefault(value, SortedList())
+            if key not in keys:
+                keys.add(key)
 
 
 class Bucket:
