@@ -300,6 +300,7 @@ class GcTimer:
     seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # wall time, what clients wait
     cpu_seconds: float = 0.0  # on-CPU time; below `seconds` when the machine is contended
     longest: float = 0.0
+    full_pauses: list[float] = field(default_factory=list)  # every generation-2 pass, in order
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -312,10 +313,13 @@ class GcTimer:
         self.pauses[generation] += 1
         self.seconds[generation] += took
         self.longest = max(self.longest, took)
+        if generation == 2:
+            self.full_pauses.append(took)
 
     def snapshot(self) -> dict[str, Any]:
         return {"count": list(self.pauses), "seconds": [round(s, 4) for s in self.seconds],
-                "cpu_s": round(self.cpu_seconds, 4), "longest_s": round(self.longest, 4)}  # fmt: skip
+                "cpu_s": round(self.cpu_seconds, 4), "longest_s": round(self.longest, 4),
+                "full_pauses_s": [round(s, 4) for s in self.full_pauses]}  # fmt: skip
 
 
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -334,9 +334,10 @@ class ResourceHandler:
         accept = flt.matches if (labels or fields) else None
         prefix = f"{target.namespace}/" if target.namespace else ""
         try:
+            # `spec.nodeName=X` reads X's pods through the store's index; the whole selector still decides.
             page = store.page(
                 bucket, rv=rv, start=start, prefix=prefix, limit=max(limit, 0), accept=accept,
-                count_remaining=accept is None,
+                count_remaining=accept is None, index_value=flt.index_value(bucket),
             )  # fmt: skip
         except Expired:
             if token:
@@ -435,7 +436,8 @@ class ResourceHandler:
         # From here to the subscription nothing awaits: the snapshot and the live stream meet without a gap.
         if initial or rv_text in ("", "0"):
             prefix = f"{target.namespace}/" if target.namespace else ""
-            stream.start_from_state(list(bucket.scan(store.rv, store.rv, prefix=prefix)), store.rv)
+            state = bucket.scan(store.rv, store.rv, prefix=prefix, index_value=flt.index_value(bucket))
+            stream.start_from_state(list(state), store.rv)
         else:
             try:
                 stream.start_from_history(bucket.changes_since(parse_rv(rv_text)))

@@ -29,6 +29,7 @@ from nodemeta.sim.controllers.base import ControllerManager
 from nodemeta.sim.errors import APIError
 from nodemeta.sim.faults import Faults
 from nodemeta.sim.handlers import ResourceHandler
+from nodemeta.sim.heap import HeapKeeper, HeapSettings
 from nodemeta.sim.kubeconfig import kubeconfig, write_kubeconfig
 from nodemeta.sim.registry import Registry
 from nodemeta.sim.resources import lookup, stored_resources
@@ -46,7 +47,9 @@ _PUBLIC = ("/healthz", "/livez", "/readyz", "/version")
 class SimServer:
     """A Kubernetes-API-compatible server with its own store."""
 
-    def __init__(self, settings: SimSettings | None = None, *, registry: Registry | None = None) -> None:
+    def __init__(
+        self, settings: SimSettings | None = None, *, registry: Registry | None = None, heap: HeapSettings | None = None
+    ) -> None:
         self.settings = settings or SimSettings()
         if registry is None:
             store = Store(stored_resources(), self.settings.history_limit)
@@ -62,6 +65,10 @@ class SimServer:
         self.stopping = False
         self._runner: web.AppRunner | None = None
         self._controllers: asyncio.Task[None] | None = None
+        # Keeps full GC passes off the store (see heap.py); it needs to know when only watches are open.
+        self.heap = HeapKeeper(heap or HeapSettings())
+        self._heap_task: asyncio.Task[None] | None = None
+        self.requests_in_flight = 0
         self.manager: ControllerManager | None = None
         self._port = self.settings.port
         self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
@@ -107,6 +114,7 @@ class SimServer:
         self._port = sockets[0].getsockname()[1]
         self._runner = runner
         self.start_controllers()
+        self._heap_task = asyncio.create_task(self._keep_heap(), name="sim-heap")
         log.info("simulator listening", url=self.url, tls=self.settings.tls, auth=self.settings.auth)
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -148,6 +156,11 @@ class SimServer:
         """Stop listening; open watches end cleanly first. The store is kept for a later start()."""
         self.stopping = True
         await self.stop_controllers()
+        heap_task, self._heap_task = self._heap_task, None
+        if heap_task is not None:
+            heap_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heap_task
         for stream in list(self.open_watches):
             stream.close()
         if self._runner is not None:
@@ -168,6 +181,14 @@ class SimServer:
     ) -> None:
         await self.stop()
 
+    async def _keep_heap(self) -> None:
+        while True:
+            await asyncio.sleep(self.heap.settings.interval)
+            busy = self.requests_in_flight > len(self.open_watches)
+            if self.heap.due(self.store.rv, busy):
+                pause = self.heap.refreeze(self.store.rv)
+                log.info("heap refrozen", revision=self.store.rv, pause_s=round(pause, 4), busy=busy)
+
     def kubeconfig(self) -> dict[str, Any]:
         token = self.authenticator.admin_token if self.settings.auth else None
         ca = self.tls.ca_cert if (self.settings.tls and self.tls is not None) else None
@@ -180,7 +201,7 @@ class SimServer:
 
     def make_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self._errors, self._authenticate, self._inject_faults],
+            middlewares=[self._count, self._errors, self._authenticate, self._inject_faults],
             client_max_size=self.settings.max_body_bytes * 2,
         )
         resources = ResourceHandler(self)
@@ -238,6 +259,14 @@ class SimServer:
             return await resources.handle(request)
 
         return handler
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.requests_in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            self.requests_in_flight -= 1
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:

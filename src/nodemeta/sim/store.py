@@ -9,20 +9,26 @@ This plays the part etcd and the watch cache play behind kube-apiserver, without
   the history holds gets 410 Expired, as with etcd compaction;
 * watchers are notified synchronously inside the write, so a watcher never misses or reorders a change. Watchers
   that filter pods by `spec.nodeName=X` are indexed by X (kube-apiserver's cacher does the same), so a write
-  reaches only the few watchers that can care about it.
+  reaches only the few watchers that can care about it;
+* pods are also indexed by `spec.nodeName` (kube-apiserver's watch cache keeps the same index), so a list for one
+  node reads that node's few pods instead of testing all 150,000;
+* a read at an older revision sees the current objects overlaid with their states at that revision (a
+  `Snapshot`); snapshots are kept for the last few revisions read and brought up to date with later writes
+  incrementally, so each page of a paginated list costs what it returns rather than a pass over the history.
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
-from collections import deque
+import heapq
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedDict, SortedList
 
 from nodemeta.sim.resources import JSON, ResourceType
 
@@ -119,6 +125,74 @@ class Page:
     remaining: int | None
 
 
+# Snapshots kept per bucket: a paginated list reads at its first page's revision until it ends, and a handful of
+# lists walk at once (a relisting informer, kubectl, a benchmark); each snapshot holds at most one entry per change
+# in the history, so a few cost little next to the history itself.
+SNAPSHOT_LIMIT = 4
+_NO_KEYS: SortedList = SortedList()
+
+
+class Snapshot:
+    """A bucket as of an older revision `rv`, kept as the difference from the current objects.
+
+    `overrides` maps every key written after `rv` to its state at `rv` (None: it did not exist then). The sorted
+    key sets let a read at `rv` walk only what it returns: `ghosts` existed at `rv` but are gone now, `unborn` are
+    live now but did not exist at `rv`, and `moved[v]` existed at `rv` with index value v but are not under v in
+    the live index now. `upto` is the revision the snapshot has caught up with.
+    """
+
+    __slots__ = ("ghosts", "moved", "overrides", "rv", "unborn", "upto")
+
+    def __init__(self, rv: int) -> None:
+        self.rv = rv
+        self.upto = rv
+        self.overrides: dict[str, Stored | None] = {}
+        self.ghosts: SortedList = SortedList()
+        self.unborn: SortedList = SortedList()
+        self.moved: dict[str, SortedList] = {}
+
+    def catch_up(self, bucket: Bucket, current_rv: int) -> None:
+        """Take in the changes after `upto` (the newest history entries, so this walks only those)."""
+        if self.upto >= current_rv:
+            return
+        fresh: list[Change] = []
+        for change in reversed(bucket.history):
+            if change.rv <= self.upto:
+                break
+            fresh.append(change)
+        touched: set[str] = set()
+        for change in reversed(fresh):
+            self.overrides.setdefault(change.key, change.prev if change.type != ADDED else None)
+            touched.add(change.key)
+        for key in touched:
+            self._refresh(bucket, key)
+        self.upto = current_rv
+
+    def _refresh(self, bucket: Bucket, key: str) -> None:
+        then = self.overrides[key]
+        now = bucket.items.get(key)
+        self.ghosts.discard(key)
+        self.unborn.discard(key)
+        if then is not None and now is None:
+            self.ghosts.add(key)
+        elif then is None and now is not None:
+            self.unborn.add(key)
+        field = bucket.index_field
+        if not field or then is None:
+            return
+        value = then.field(field)
+        if now is not None and now.field(field) == value:
+            keys = self.moved.get(value)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.moved[value]
+        else:
+            keys = self.moved.setdefault(value, SortedList())
+            if key not in keys:
+                keys.add(key)
+
+
 class Bucket:
     """All objects of one storage (e.g. `pods`), their history and their watchers."""
 
@@ -132,6 +206,9 @@ class Bucket:
         self.watchers: set[WatchSink] = set()
         self.indexed: dict[str, set[WatchSink]] = {}
         self.index_field = "spec.nodeName" if res.plural == "pods" else ""
+        # Keys of the live objects by their `index_field` value (pods by node; "" holds the unscheduled ones).
+        self.by_value: dict[str, SortedList] = {}
+        self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
 
     def get(self, key: str) -> Stored | None:
         found: Stored | None = self.items.get(key)
@@ -172,10 +249,27 @@ class Bucket:
     # -- history --------------------------------------------------------------------------------------------
 
     def record(self, change: Change) -> None:
+        """Take in a change already applied to `items`: index it, keep it in history, tell the watchers."""
+        if self.index_field:
+            self._reindex(change)
         self.history.append(change)
         while len(self.history) > self.history_limit:
             self.floor = self.history.popleft().rv
         self._dispatch(change)
+
+    def _reindex(self, change: Change) -> None:
+        field = self.index_field
+        old = change.prev.field(field) if change.prev is not None else None
+        new = change.obj.field(field) if change.type != DELETED else None
+        if old == new:
+            return
+        if old is not None:
+            keys = self.by_value[old]
+            keys.remove(change.key)
+            if not keys:
+                del self.by_value[old]
+        if new is not None:
+            self.by_value.setdefault(new, SortedList()).add(change.key)
 
     def compact(self, rv: int) -> None:
         """Forget history up to and including `rv` (etcd compaction)."""
@@ -192,61 +286,68 @@ class Bucket:
 
     # -- reads at a revision --------------------------------------------------------------------------------
 
-    def _overrides(self, rv: int, current_rv: int) -> dict[str, Stored | None]:
-        """For each key changed after `rv`: its state at `rv` (None if it did not exist then)."""
+    def snapshot(self, rv: int, current_rv: int) -> Snapshot | None:
+        """The state at `rv` as a difference from now (None: `rv` is now). Raises Expired past the history."""
         if rv >= current_rv:
-            return {}
-        out: dict[str, Stored | None] = {}
-        for change in self.changes_since(rv):
-            out.setdefault(change.key, change.prev if change.type != ADDED else None)
-        return out
+            return None
+        if rv < self.floor:
+            raise Expired(rv, self.floor)
+        snap = self._snapshots.get(rv)
+        if snap is None:
+            snap = self._snapshots[rv] = Snapshot(rv)
+            while len(self._snapshots) > SNAPSHOT_LIMIT:
+                self._snapshots.popitem(last=False)
+        else:
+            self._snapshots.move_to_end(rv)
+        snap.catch_up(self, current_rv)
+        return snap
 
-    def scan(self, rv: int, current_rv: int, start: str = "", prefix: str = "") -> Iterator[Stored]:
-        """Objects as of revision `rv`, in key order, from keys > `start` (or all), restricted to `prefix`."""
-        overrides = self._overrides(rv, current_rv)
+    def scan(
+        self, rv: int, current_rv: int, start: str = "", prefix: str = "", index_value: str | None = None
+    ) -> Iterator[Stored]:
+        """Objects as of revision `rv`, in key order, from keys > `start` (or all), restricted to `prefix`.
+
+        With `index_value`, only the objects whose `index_field` had that value at `rv`, found through the index.
+        """
+        if index_value is not None and not self.index_field:
+            raise ValueError(f"{self.res.plural} have no index")
+        snap = self.snapshot(rv, current_rv)
         low: str | None = prefix or None
         low_inclusive = True
         if start and start >= prefix:
             low, low_inclusive = start, False
         high = prefix + "\U0010ffff" if prefix else None
-        live: Iterator[str] = self.items.irange(low, high, inclusive=(low_inclusive, True))
-        if not overrides:
-            for key in live:
-                yield self.items[key]
-            return
-        extra = sorted(
-            k for k, v in overrides.items()
-            if v is not None and k not in self.items and (not start or k > start) and k.startswith(prefix)
-        )  # fmt: skip
-        for key in _merge_sorted(live, extra):
+        inclusive = (low_inclusive, True)
+        if index_value is None:
+            live: Iterator[str] = self.items.irange(low, high, inclusive=inclusive)
+            extra = snap.ghosts if snap is not None else _NO_KEYS
+        else:
+            live = self.by_value.get(index_value, _NO_KEYS).irange(low, high, inclusive=inclusive)
+            extra = snap.moved.get(index_value, _NO_KEYS) if snap is not None else _NO_KEYS
+        # Both key sets are sorted and disjoint (`ghosts` are not live, `moved` are not under this value live).
+        keys = heapq.merge(live, extra.irange(low, high, inclusive=inclusive)) if extra else live
+        overrides = snap.overrides if snap is not None else {}
+        field = self.index_field
+        for key in keys:
             state = overrides[key] if key in overrides else self.items[key]
-            if state is not None:
-                yield state
+            if state is None or (index_value is not None and state.field(field) != index_value):
+                continue
+            yield state
 
     def count_after(self, rv: int, current_rv: int, last: str, prefix: str) -> int:
         """How many objects existed at `rv` with keys above `last` (under `prefix`), without walking them."""
         high = prefix + "\U0010ffff" if prefix else None
-        end = self.items.bisect_right(high) if high else len(self.items)
-        count: int = end - self.items.bisect_right(last)
-        for key, state in self._overrides(rv, current_rv).items():
-            if key <= last or not key.startswith(prefix):
-                continue
-            live = key in self.items
-            if live and state is None:
-                count -= 1
-            elif not live and state is not None:
-                count += 1
+
+        def between(keys: SortedList | SortedDict) -> int:
+            end: int = keys.bisect_right(high) if high else len(keys)
+            begin: int = keys.bisect_right(last)
+            return max(0, end - begin)
+
+        count = between(self.items)
+        snap = self.snapshot(rv, current_rv)
+        if snap is not None:
+            count += between(snap.ghosts) - between(snap.unborn)
         return count
-
-
-def _merge_sorted(a: Iterator[str], b: list[str]) -> Iterator[str]:
-    j = 0
-    for key in a:
-        while j < len(b) and b[j] < key:
-            yield b[j]
-            j += 1
-        yield key
-    yield from b[j:]
 
 
 def object_key(namespace: str, name: str) -> str:
@@ -331,17 +432,22 @@ class Store:
         limit: int = 0,
         accept: Callable[[Stored], bool] | None = None,
         count_remaining: bool = True,
+        index_value: str | None = None,
     ) -> Page:
-        """One list page at revision `rv`. limit 0 = everything."""
+        """One list page at revision `rv`. limit 0 = everything.
+
+        `index_value` reads only the objects whose indexed field (pods: `spec.nodeName`) had that value, through
+        the index; `accept` still decides. The page is the one a full scan with the same `accept` gives.
+        """
         items: list[Stored] = []
-        scan = bucket.scan(rv, self.rv, start, prefix)
+        scan = bucket.scan(rv, self.rv, start, prefix, index_value)
         for stored in scan:
             if accept is not None and not accept(stored):
                 continue
             if limit and len(items) == limit:
                 token = encode_continue(rv, items[-1].key)
                 remaining = None
-                if count_remaining:
+                if count_remaining and index_value is None:
                     remaining = bucket.count_after(rv, self.rv, items[-1].key, prefix)
                 return Page(items, rv, token, remaining)
             items.append(stored)
