@@ -404,7 +404,9 @@ class ChurnDriver:
         cat.drained.append(node)
         self._guard(node, lambda: self.registry.patch(NODES, "", node, "merge", {"spec": {"unschedulable": True}}))
         evicted = 0
-        for pod in [p for p in self.registry.bucket(PODS).items.values() if p.field("spec.nodeName") == node]:
+        pods = self.registry.bucket(PODS)
+        # The store indexes pods by spec.nodeName: a drain costs the node's pods, not the cluster's.
+        for pod in [pods.items[key] for key in list(pods.by_value.get(node, ()))]:
             if _stays_on_node(pod):
                 continue
             try:
