@@ -78,7 +78,7 @@ async def test_json_shadow_sorts_first_and_is_used_without_the_mesh(clean_lab: C
     pod = await asyncio.to_thread(lab.run_pod, "shadowed", labels=SELECTED)
 
     code, report = await asyncio.to_thread(check, lab)
-    assert code == 9, report
+    assert code == 9, report["pods"]
     assert report["winner"]["file"] == "05-primary.json" and report["winner"]["missing"] == [MESH]
     assert {"CNIJsonShadow", "CNIPluginMissing"} <= codes(report["findings"])
     assert pod_verdicts(report) == {"shadowed": "plugin-missing-at-add"}

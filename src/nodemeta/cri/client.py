@@ -105,7 +105,9 @@ class CriClient:
                 ("grpc.enable_http_proxy", 0),
                 ("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.initial_reconnect_backoff_ms", int(s.reconnect_backoff_min * 1000)),
-                ("grpc.min_reconnect_backoff_ms", int(s.reconnect_backoff_min * 1000)),
+                # Not "grpc.min_reconnect_backoff_ms": gRPC uses it as the connection attempt's own timeout, and at
+                # 100 ms a runtime slow to answer on a loaded node would never finish its HTTP/2 handshake.
+                ("grpc.min_reconnect_backoff_ms", int(s.connect_timeout * 1000)),
                 ("grpc.max_reconnect_backoff_ms", int(s.reconnect_backoff_max * 1000)),
             ]
             self._channel = grpc.aio.insecure_channel(socket_target(self.endpoint), options=options)

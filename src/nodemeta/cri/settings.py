@@ -36,12 +36,22 @@ class CriSettings:
     # within a couple of seconds of the socket answering again, so the channel retries between these bounds.
     reconnect_backoff_min: float = 0.1
     reconnect_backoff_max: float = 2.0
+    # How long one connection attempt may take to complete the HTTP/2 handshake with the runtime (gRPC's minimum
+    # connect timeout, 20 s by default). A containerd starved of CPU on a loaded node can take seconds to answer;
+    # giving up sooner only makes every call fail UNAVAILABLE until the load passes.
+    connect_timeout: float = 10.0
     # The largest response accepted. gRPC's default is 4 MiB, which a ListContainers on a busy node can exceed
     # (the kubelet raises its own limit to 16 MiB for the same reason).
     max_message_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("call_timeout", "list_timeout", "reconnect_backoff_min", "reconnect_backoff_max"):
+        for name in (
+            "call_timeout",
+            "list_timeout",
+            "reconnect_backoff_min",
+            "reconnect_backoff_max",
+            "connect_timeout",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"CriSettings.{name} must be positive")
         if self.not_found_retries < 0 or self.not_found_backoff < 0:
