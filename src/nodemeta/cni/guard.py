@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -91,12 +91,48 @@ class Guard:
         self.ticks = 0
         self.failed_ticks = 0
         self.last_report: Report | None = None
+        self.last_pods: tuple[PodFinding, ...] = ()
+        self.last_error = ""
         self._reported = asyncio.Condition()
 
     @property
     def evaluation(self) -> Evaluation | None:
         """The newest configuration evaluation the guard acted on."""
         return self._evaluation
+
+    def status(self) -> dict[str, Any]:
+        """The guard's current picture as JSON-ready data (the agent's `/v1/cni`, `nodemeta cni guard`'s too)."""
+        evaluation = self._evaluation
+        report = self.last_report
+        winner = evaluation.state.winner if evaluation is not None else None
+        pods: dict[str, int] = {}
+        for pod in self.last_pods:
+            pods[pod.state.value] = pods.get(pod.state.value, 0) + 1
+        return {
+            "node": self._actions.node_name,
+            "evaluated": evaluation is not None,
+            "configValid": evaluation is not None
+            and not any(f.severity is Severity.ERROR for f in node_findings(evaluation.findings)),
+            "winner": winner.name if winner is not None else None,
+            "chain": list(evaluation.state.chain.chain) if evaluation is not None else [],
+            "findings": [
+                {"code": f.code, "severity": f.severity.value, "message": f.message}
+                for f in (node_findings(evaluation.findings) if evaluation is not None else ())
+            ],
+            "taint": self._actions.taint_present,
+            "ticks": self.ticks,
+            "failedTicks": self.failed_ticks,
+            "lastError": self.last_error,
+            "podsByState": pods,
+            "pods": [
+                {"namespace": p.namespace, "name": p.name, "uid": p.uid, "state": p.state.value, "message": p.message}
+                for p in self.last_pods
+            ],
+            "lastReport": None if report is None else {
+                "taint": report.taint, "labeled": report.labeled, "unlabeled": report.unlabeled,
+                "deleted": report.deleted, "held": report.held, "errors": report.errors,
+            },
+        }  # fmt: skip
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -129,10 +165,13 @@ class Guard:
     async def _tick(self, evaluation: Evaluation) -> None:
         report: Report | None = None
         try:
-            pods = await self._pods.pod_findings() if self._pods is not None else ()
+            pods = tuple(await self._pods.pod_findings()) if self._pods is not None else ()
             report = await self._actions.reconcile(node_findings(evaluation.findings), pods)
+            self.last_pods = pods
+            self.last_error = ""
         except Exception as err:  # one bad tick must not stop the guard: the next one sees the whole picture again
             self.failed_ticks += 1
+            self.last_error = f"{type(err).__name__}: {err}"
             log.warning("CNI guard tick failed", error=str(err), error_type=type(err).__name__)
         async with self._reported:
             self.ticks += 1
