@@ -13,14 +13,18 @@ Three loops under one TaskGroup:
   `NodeFinding`s and hands both to `ChainActions.reconcile`, which changes only what differs (taint, Events,
   labels, deletions). Level-triggered: each tick sees the whole picture, so a missed tick loses nothing.
 
-A failing tick (the pod source raising, an API outage) is logged and counted; the next tick tries again. The pod
-source is optional: without a runtime the guard still watches the configuration and gates the node.
+A failing tick (an API outage) is logged and counted; the next tick tries again. A failing pod source (the runtime
+down, the audit failing) is counted as a failed tick too, but the configuration is still acted on: the pods known
+from the last audit are passed on as UNKNOWN (no action on them either way), so a node whose runtime does not
+answer is still tainted while its chain is broken. The pod source is optional: without one the guard watches the
+configuration only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,7 +32,7 @@ from typing import Any, Protocol
 import structlog
 
 from nodemeta.cni import patterns
-from nodemeta.cni.actions import ChainActions, NodeFinding, PodFinding, Report, Severity
+from nodemeta.cni.actions import CaptureState, ChainActions, NodeFinding, PodFinding, Report, Severity
 from nodemeta.cni.watch import ConfWatcher, Evaluation
 from nodemeta.kube.events import Recorder
 
@@ -165,10 +169,8 @@ class Guard:
     async def _tick(self, evaluation: Evaluation) -> None:
         report: Report | None = None
         try:
-            pods = tuple(await self._pods.pod_findings()) if self._pods is not None else ()
+            pods = await self._current_pods()
             report = await self._actions.reconcile(node_findings(evaluation.findings), pods)
-            self.last_pods = pods
-            self.last_error = ""
         except Exception as err:  # one bad tick must not stop the guard: the next one sees the whole picture again
             self.failed_ticks += 1
             self.last_error = f"{type(err).__name__}: {err}"
@@ -177,3 +179,20 @@ class Guard:
             self.ticks += 1
             self.last_report = report
             self._reported.notify_all()
+
+    async def _current_pods(self) -> tuple[PodFinding, ...]:
+        """The pod source's picture; when it fails (runtime down, audit error), the pods known before as UNKNOWN,
+        so the configuration is still acted on (taint, Node Events) and nothing is done to a pod on old news."""
+        if self._pods is None:
+            return ()
+        try:
+            self.last_pods = tuple(await self._pods.pod_findings())
+            self.last_error = ""
+        except Exception as err:
+            self.failed_ticks += 1
+            self.last_error = f"{type(err).__name__}: {err}"
+            log.warning("CNI guard pod audit failed", error=str(err), error_type=type(err).__name__)
+            note = f"not audited: {self.last_error}"
+            self.last_pods = tuple(dataclasses.replace(p, state=CaptureState.UNKNOWN, message=note)
+                                   for p in self.last_pods)  # fmt: skip
+        return self.last_pods
