@@ -158,3 +158,8 @@ def test_the_guard_is_off_by_default_and_its_options_parse() -> None:
 def test_unusable_guard_options_name_the_flag(flags: tuple[str, ...], message: str) -> None:
     with pytest.raises(OptionError, match=message):
         guard_config(_run_args("--cni-guard", *flags), "")
+
+
+def test_guard_options_without_the_guard_are_refused() -> None:
+    with pytest.raises(OptionError, match="--cni-delete-pods, --cni-preset: guard options need --cni-guard"):
+        guard_config(_run_args("--cni-delete-pods", "--cni-preset", "linkerd"), "")

@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from nodemeta.cni.guard import Guard
-from nodemeta.cni.options import GuardConfig, add_guard_options, config_from
+from nodemeta.cni.options import GuardConfig, OptionError, add_guard_options, config_from
 from nodemeta.cni.service import open_guard
 from nodemeta.cri.model import Runtime
 from nodemeta.kube import ClusterConfig
@@ -38,8 +38,17 @@ def add_guard_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def guard_config(args: argparse.Namespace, host_root: str) -> GuardConfig | None:
-    """The guard's settings when `--cni-guard` is given, else None. Raises OptionError."""
+    """The guard's settings when `--cni-guard` is given, else None. Raises OptionError, also for guard options
+    given without `--cni-guard` (a `--cni-delete-pods` that silently did nothing would mislead)."""
     if not args.cni_guard:
+        unused = argparse.ArgumentParser(add_help=False)
+        add_guard_options(unused, PREFIX)
+        given = sorted(
+            "--" + dest.replace("_", "-") for dest, default in vars(unused.parse_args([])).items()
+            if getattr(args, dest, default) != default
+        )  # fmt: skip
+        if given:
+            raise OptionError(f"{', '.join(given)}: guard options need --cni-guard")
         return None
     return config_from(args, PREFIX, host_root=host_root)
 

@@ -168,31 +168,35 @@ class Guard:
 
     async def _tick(self, evaluation: Evaluation) -> None:
         report: Report | None = None
+        failed = False
         try:
-            pods = await self._current_pods()
+            pods, failed = await self._current_pods()
             report = await self._actions.reconcile(node_findings(evaluation.findings), pods)
         except Exception as err:  # one bad tick must not stop the guard: the next one sees the whole picture again
-            self.failed_ticks += 1
+            failed = True
             self.last_error = f"{type(err).__name__}: {err}"
             log.warning("CNI guard tick failed", error=str(err), error_type=type(err).__name__)
+        self.failed_ticks += failed
         async with self._reported:
             self.ticks += 1
             self.last_report = report
             self._reported.notify_all()
 
-    async def _current_pods(self) -> tuple[PodFinding, ...]:
-        """The pod source's picture; when it fails (runtime down, audit error), the pods known before as UNKNOWN,
-        so the configuration is still acted on (taint, Node Events) and nothing is done to a pod on old news."""
+    async def _current_pods(self) -> tuple[tuple[PodFinding, ...], bool]:
+        """The pod source's picture, and whether it failed. When it fails (runtime down, audit error): the pods known
+        before as UNKNOWN, so the configuration is still acted on (taint, Node Events) and nothing is done to a pod
+        on old news."""
         if self._pods is None:
-            return ()
+            self.last_error = ""
+            return (), False
         try:
             self.last_pods = tuple(await self._pods.pod_findings())
             self.last_error = ""
         except Exception as err:
-            self.failed_ticks += 1
             self.last_error = f"{type(err).__name__}: {err}"
             log.warning("CNI guard pod audit failed", error=str(err), error_type=type(err).__name__)
             note = f"not audited: {self.last_error}"
             self.last_pods = tuple(dataclasses.replace(p, state=CaptureState.UNKNOWN, message=note)
                                    for p in self.last_pods)  # fmt: skip
-        return self.last_pods
+            return self.last_pods, True
+        return self.last_pods, False
