@@ -167,3 +167,45 @@ def test_config_findings_map_onto_node_findings() -> None:
         ("CNIPluginMissing", Severity.ERROR, "gone (10-a.conflist)"),
         ("CNIJsonShadow", Severity.WARNING, "shadow"),
     ]
+
+
+async def test_while_the_pod_source_fails_known_pods_turn_unknown_and_the_node_is_still_gated(
+    cluster: tuple[SimServer, ApiClient], tmp_path: Path
+) -> None:
+    _sim, client = cluster
+    node = orjson.loads(await client.send("GET", "/api/v1/nodes"))["items"][0]["metadata"]["name"]
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    _write(conf_dir / "10-calico.conflist", PRIMARY)  # broken for linkerd-cni from the start
+
+    class Flaky:
+        fail = False
+
+        async def pod_findings(self) -> Sequence[PodFinding]:
+            if Flaky.fail:
+                raise OSError("runtime gone")
+            return [PodFinding(namespace="default", name="p", uid="u-1", resource_version="",
+                               state=CaptureState.CAPTURED)]  # fmt: skip
+
+    writer = Writer(client)
+    recorder = Recorder(writer, host=node)
+    actions = ChainActions(writer, recorder, CniMetrics(CollectorRegistry(), recorder.stats), node_name=node)
+    watcher = ConfWatcher(conf_dir, model=RuntimeModel(), required=["linkerd-cni"])
+    guard = Guard(watcher, actions, recorder, pods=Flaky(), settings=GuardSettings(audit_interval=0.05))
+    task = asyncio.create_task(guard.run())
+    try:
+        await guard.wait_ticks(1)
+        assert guard.status()["pods"][0]["state"] == "captured" and guard.failed_ticks == 0
+        Flaky.fail = True
+        await guard.wait_ticks(guard.ticks + 2)
+        state = guard.status()
+        assert state["failedTicks"] >= 2 and "runtime gone" in state["lastError"]
+        assert [(p["uid"], p["state"]) for p in state["pods"]] == [("u-1", "unknown")]
+        assert "runtime gone" in state["pods"][0]["message"]
+        # The reconcile still ran on the configuration: the taint is there (checked on the API server).
+        await _until(lambda: _has_taint(client, node), "the taint")
+        assert state["configValid"] is False and "CNIPluginMissing" in {f["code"] for f in state["findings"]}
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

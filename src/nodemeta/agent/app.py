@@ -12,6 +12,9 @@ any). Lookups read both through the `Joiner`.
 Ready once the runtime has been listed once and the metadata source completed its initial sync; while the runtime
 is unreachable the agent stays up (health 200), serves what it has, and says what it waits for on /readyz.
 Once ready, the heap is frozen (`AgentSettings.freeze_heap`), so full garbage collections stay short.
+With a CNI chain guard (`nodemeta.cni.guard.Guard`, built by the command on the agent's runtime client and metrics
+registry), the guard runs as one more loop of the task group; its state is served on `/v1/cni`. It does not take
+part in readiness: the agent's lookups work whatever the chain's state.
 Stopping: /readyz turns 503, change streams end, the listeners close, the loops are cancelled.
 """
 
@@ -21,11 +24,12 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from nodemeta.agent.changes import ChangeHub
+from nodemeta.agent.cni_guard import add_cni_route
 from nodemeta.agent.http_api import ApiServer, Readiness, TcpServer, api_app, metrics_app, probe_app
 from nodemeta.agent.join import Joiner, Record, container_view, sandbox_view
 from nodemeta.agent.metastore import ControllerRef, MetadataError, MetadataSink, MetadataStore, Refs
@@ -34,6 +38,7 @@ from nodemeta.agent.mirror import MirrorChange, RuntimeMirror
 from nodemeta.agent.procfs import ProcReader
 from nodemeta.agent.runtime_sync import RuntimeSync
 from nodemeta.agent.settings import AgentSettings
+from nodemeta.cni.guard import Guard
 from nodemeta.cri.model import Container, Runtime
 
 __all__ = ["Agent", "MetadataSource"]
@@ -53,6 +58,7 @@ class Agent:
         source: Callable[[MetadataSink], MetadataSource],
         *,
         metrics: AgentMetrics | None = None,
+        cni_guard: Guard | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or AgentMetrics()
@@ -67,6 +73,9 @@ class Agent:
             runtime, self.mirror, self._runtime_changed, settings=settings.mirror, metrics=self.metrics
         )
         self.source = source(self)
+        # The CNI chain guard, when enabled: built by the caller on this runtime and this metrics registry, run in
+        # the agent's task group, its state served on /v1/cni.
+        self.cni_guard = cni_guard
         self.metadata_synced = False
         self.metrics.watch_state(
             containers=lambda: len(self.mirror.containers),
@@ -97,6 +106,9 @@ class Agent:
         if waiting:
             return Readiness(False, "waiting for " + " and ".join(waiting))
         return Readiness(True)
+
+    def _cni_status(self) -> dict[str, Any] | None:
+        return self.cni_guard.status() if self.cni_guard is not None else None
 
     async def wait_serving(self) -> None:
         await self._serving.wait()
@@ -189,10 +201,9 @@ class Agent:
         """Serve until `stop()`. Start-up errors (socket or port unusable) raise OSError before anything runs."""
         s = self.settings
         async with contextlib.AsyncExitStack() as stack:
-            api = ApiServer(
-                api_app(self.joiner, self.hub, self.metrics, self.readiness), s.api.socket, s.api.socket_mode,
-                s.shutdown_grace,
-            )  # fmt: skip
+            app = api_app(self.joiner, self.hub, self.metrics, self.readiness)
+            add_cni_route(app, self._cni_status)
+            api = ApiServer(app, s.api.socket, s.api.socket_mode, s.shutdown_grace)
             await api.start()
             stack.push_async_callback(api.stop)
             stack.callback(self.hub.close)  # runs first: open change streams end, then the listener closes
@@ -214,6 +225,8 @@ class Agent:
                     tasks.create_task(self.source.run(), name="agent-metadata"),
                     tasks.create_task(self._freeze_when_synced(), name="agent-freeze"),
                 ]
+                if self.cni_guard is not None:
+                    loops.append(tasks.create_task(self.cni_guard.run(), name="agent-cni-guard"))
                 try:
                     await self._stop_requested.wait()
                 finally:

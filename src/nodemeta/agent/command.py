@@ -46,13 +46,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--direct", action="store_true",
                         help="watch the Kubernetes API directly (clusters without a collector)")  # fmt: skip
     parser.add_argument("--kubeconfig", default="", metavar="FILE",
-                        help="with --direct: kubeconfig (else $KUBECONFIG, in-cluster, ~/.kube/config)")  # fmt: skip
+                        help="with --direct or --cni-guard: kubeconfig (else $KUBECONFIG, in-cluster, "
+                        "~/.kube/config)")  # fmt: skip
     parser.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
                         help=f"unix socket of the lookup API (default {DEFAULT_SOCKET})")  # fmt: skip
     parser.add_argument("--metrics-bind-address", default=":8082", metavar="ADDR",
                         help="Prometheus /metrics listen address; 0 disables it (default :8082)")  # fmt: skip
     parser.add_argument("--health-probe-bind-address", default=":8083", metavar="ADDR",
                         help="/healthz and /readyz listen address; 0 disables it (default :8083)")  # fmt: skip
+    from nodemeta.agent.cni_guard import add_guard_arguments
+
+    add_guard_arguments(parser)
 
 
 def add_lookup_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,24 +114,42 @@ async def run(args: argparse.Namespace) -> int:
     except SettingsError as err:
         return _fail("run", str(err), 2)
     from nodemeta.agent.app import Agent, MetadataSource
+    from nodemeta.agent.cni_guard import guard_config, open_agent_guard
     from nodemeta.agent.metastore import MetadataSink
+    from nodemeta.agent.metrics import AgentMetrics
+    from nodemeta.cni.options import OptionError
+    from nodemeta.kube import ClusterConfig, ConfigError, load_config
 
+    try:
+        guard = guard_config(args, settings.host_root)
+    except OptionError as err:
+        return _fail("run", str(err), 2)
+    cluster: ClusterConfig | None = None
+    if args.direct or guard is not None:
+        # The guard writes to the API server even when the metadata comes from a collector.
+        try:
+            cluster = await load_config(args.kubeconfig or None)
+        except ConfigError as err:
+            return _fail("run", f"cannot load the Kubernetes configuration: {err}")
     make_source: Callable[[MetadataSink], MetadataSource]
     if args.direct:
         from nodemeta.agent.direct_source import DirectMode
-        from nodemeta.kube import ConfigError, load_config
 
-        try:
-            config = await load_config(args.kubeconfig or None)
-        except ConfigError as err:
-            return _fail("run", f"cannot load the Kubernetes configuration: {err}")
+        assert cluster is not None
+        config = cluster
         make_source = lambda sink: DirectMode(config, settings.node_name, sink)  # noqa: E731
     else:
         from nodemeta.agent.stream_source import CollectorSource
 
         make_source = lambda sink: CollectorSource(args.collector, settings.node_name, sink)  # noqa: E731
-    async with open_runtime(args.cri_socket, settings.host_root) as runtime:
-        agent = Agent(settings, runtime, make_source)
+    metrics = AgentMetrics()
+    async with (
+        open_runtime(args.cri_socket, settings.host_root) as runtime,
+        open_agent_guard(
+            guard, node_name=settings.node_name, runtime=runtime, cluster=cluster, registry=metrics.registry
+        ) as cni_guard,
+    ):
+        agent = Agent(settings, runtime, make_source, metrics=metrics, cni_guard=cni_guard)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, agent.stop)

@@ -249,6 +249,11 @@ class ChainActions:
         self._node_events: dict[str, float] = {}
         self._pods: dict[str, _PodMemory] = {}
 
+    @property
+    def taint_present(self) -> bool | None:
+        """Whether the node carries the taint, as last read or written (None before the first taint reconcile)."""
+        return self._taint_present
+
     async def reconcile(self, node_findings: Sequence[NodeFinding], pod_findings: Sequence[PodFinding]) -> Report:
         now = self._clock()
         report = Report()

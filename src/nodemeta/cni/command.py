@@ -1,4 +1,5 @@
-"""`nodemeta cni check`: the node's CNI configuration, checked once, as the runtime would use it.
+"""`nodemeta cni check`: the node's CNI configuration, checked once, as the runtime would use it (and the entry of
+`nodemeta cni guard`, whose work is in `nodemeta.cni.guard_command`).
 
 Works on a directory alone (no runtime, no root): `--conf-dir` is read, the winner is chosen as `--runtime` would,
 the required plugins (`--preset`, `--require`) are looked for in its chain, and `--crictl-info` (the output of
@@ -30,8 +31,9 @@ from nodemeta.cni.audit import AuditSettings, PodAuditor
 from nodemeta.cni.capture import PROFILES
 from nodemeta.cni.conf import PRESETS, RuntimeKind, RuntimeModel, evaluate, required_types
 from nodemeta.cni.loaded import LoadedView, from_crictl_info, from_status_info
+from nodemeta.cni.options import parse_selector
 from nodemeta.cni.patterns import find
-from nodemeta.cni.policy import PolicySettings, Selector
+from nodemeta.cni.policy import PolicySettings
 from nodemeta.cni.report import CheckReport, PodSection, render_text, to_json
 from nodemeta.cni.results import ResultCacheSettings
 from nodemeta.cni.scan import list_binaries, scan
@@ -167,6 +169,17 @@ def add_arguments(cni: argparse.ArgumentParser) -> None:
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(cni_parser=check)
+    from nodemeta.cni import guard_command
+
+    guard = commands.add_parser(
+        "guard",
+        help="run the CNI chain guard alone: watch the chain and the pods' capture, taint, label, record Events",
+        description="The CNI chain guard of `nodemeta agent run --cni-guard`, without the agent: watch the node's "
+        "CNI configuration and audit its pods' traffic capture; taint the node while the chain is broken, record "
+        "Events, label (and optionally delete) pods whose traffic is not captured. Runs until SIGTERM.",
+    )
+    guard_command.add_arguments(guard)
+    guard.set_defaults(cni_parser=guard)
 
 
 def build_report(
@@ -184,23 +197,6 @@ def build_report(
     binaries = list_binaries(bin_dirs) if bin_dirs else None
     state = evaluate(scan(conf_dir), conf_dir=conf_dir, model=model, required=required, binaries=binaries)
     return CheckReport(state, find([state], loaded), loaded, pods, pod_notes, pod_class)
-
-
-def parse_selector(text: str, *, annotations: bool = False) -> Selector:
-    """`PROFILE:KEY[=VALUE][,KEY[=VALUE]...]` -> a Selector (a KEY without a value: present with any value).
-    Raises ValueError with the reason."""
-    profile, sep, rest = text.partition(":")
-    if not sep or profile not in PROFILES:
-        raise ValueError(f"{text!r}: expected PROFILE:KEY[=VALUE],... with PROFILE one of {', '.join(PROFILES)}")
-    wanted: dict[str, str | None] = {}
-    for item in rest.split(","):
-        key, eq, value = item.strip().partition("=")
-        if not key.strip():
-            raise ValueError(f"{text!r}: an empty key")
-        wanted[key.strip()] = value.strip() if eq else None
-    if annotations:
-        return Selector(profile=profile, annotations=wanted)
-    return Selector(profile=profile, labels=wanted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +251,10 @@ def _read_input(path: str) -> bytes:
 def run(args: argparse.Namespace) -> int:
     """Run the `nodemeta cni` subcommand the arguments name; returns the exit code."""
     parser: argparse.ArgumentParser = args.cni_parser
+    if args.cni_command == "guard":
+        from nodemeta.cni import guard_command
+
+        return guard_command.run(args)
     if args.max_conf_num < 0:
         parser.error("--max-conf-num must be 0 or more")
     if any(not t.strip() or "/" in t for t in args.require):

@@ -13,22 +13,26 @@ Three loops under one TaskGroup:
   `NodeFinding`s and hands both to `ChainActions.reconcile`, which changes only what differs (taint, Events,
   labels, deletions). Level-triggered: each tick sees the whole picture, so a missed tick loses nothing.
 
-A failing tick (the pod source raising, an API outage) is logged and counted; the next tick tries again. The pod
-source is optional: without a runtime the guard still watches the configuration and gates the node.
+A failing tick (an API outage) is logged and counted; the next tick tries again. A failing pod source (the runtime
+down, the audit failing) is counted as a failed tick too, but the configuration is still acted on: the pods known
+from the last audit are passed on as UNKNOWN (no action on them either way), so a node whose runtime does not
+answer is still tainted while its chain is broken. The pod source is optional: without one the guard watches the
+configuration only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from nodemeta.cni import patterns
-from nodemeta.cni.actions import ChainActions, NodeFinding, PodFinding, Report, Severity
+from nodemeta.cni.actions import CaptureState, ChainActions, NodeFinding, PodFinding, Report, Severity
 from nodemeta.cni.watch import ConfWatcher, Evaluation
 from nodemeta.kube.events import Recorder
 
@@ -91,12 +95,48 @@ class Guard:
         self.ticks = 0
         self.failed_ticks = 0
         self.last_report: Report | None = None
+        self.last_pods: tuple[PodFinding, ...] = ()
+        self.last_error = ""
         self._reported = asyncio.Condition()
 
     @property
     def evaluation(self) -> Evaluation | None:
         """The newest configuration evaluation the guard acted on."""
         return self._evaluation
+
+    def status(self) -> dict[str, Any]:
+        """The guard's current picture as JSON-ready data (the agent's `/v1/cni`, `nodemeta cni guard`'s too)."""
+        evaluation = self._evaluation
+        report = self.last_report
+        winner = evaluation.state.winner if evaluation is not None else None
+        pods: dict[str, int] = {}
+        for pod in self.last_pods:
+            pods[pod.state.value] = pods.get(pod.state.value, 0) + 1
+        return {
+            "node": self._actions.node_name,
+            "evaluated": evaluation is not None,
+            "configValid": evaluation is not None
+            and not any(f.severity is Severity.ERROR for f in node_findings(evaluation.findings)),
+            "winner": winner.name if winner is not None else None,
+            "chain": list(evaluation.state.chain.chain) if evaluation is not None else [],
+            "findings": [
+                {"code": f.code, "severity": f.severity.value, "message": f.message}
+                for f in (node_findings(evaluation.findings) if evaluation is not None else ())
+            ],
+            "taint": self._actions.taint_present,
+            "ticks": self.ticks,
+            "failedTicks": self.failed_ticks,
+            "lastError": self.last_error,
+            "podsByState": pods,
+            "pods": [
+                {"namespace": p.namespace, "name": p.name, "uid": p.uid, "state": p.state.value, "message": p.message}
+                for p in self.last_pods
+            ],
+            "lastReport": None if report is None else {
+                "taint": report.taint, "labeled": report.labeled, "unlabeled": report.unlabeled,
+                "deleted": report.deleted, "held": report.held, "errors": report.errors,
+            },
+        }  # fmt: skip
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -128,13 +168,35 @@ class Guard:
 
     async def _tick(self, evaluation: Evaluation) -> None:
         report: Report | None = None
+        failed = False
         try:
-            pods = await self._pods.pod_findings() if self._pods is not None else ()
+            pods, failed = await self._current_pods()
             report = await self._actions.reconcile(node_findings(evaluation.findings), pods)
         except Exception as err:  # one bad tick must not stop the guard: the next one sees the whole picture again
-            self.failed_ticks += 1
+            failed = True
+            self.last_error = f"{type(err).__name__}: {err}"
             log.warning("CNI guard tick failed", error=str(err), error_type=type(err).__name__)
+        self.failed_ticks += failed
         async with self._reported:
             self.ticks += 1
             self.last_report = report
             self._reported.notify_all()
+
+    async def _current_pods(self) -> tuple[tuple[PodFinding, ...], bool]:
+        """The pod source's picture, and whether it failed. When it fails (runtime down, audit error): the pods known
+        before as UNKNOWN, so the configuration is still acted on (taint, Node Events) and nothing is done to a pod
+        on old news."""
+        if self._pods is None:
+            self.last_error = ""
+            return (), False
+        try:
+            self.last_pods = tuple(await self._pods.pod_findings())
+            self.last_error = ""
+        except Exception as err:
+            self.last_error = f"{type(err).__name__}: {err}"
+            log.warning("CNI guard pod audit failed", error=str(err), error_type=type(err).__name__)
+            note = f"not audited: {self.last_error}"
+            self.last_pods = tuple(dataclasses.replace(p, state=CaptureState.UNKNOWN, message=note)
+                                   for p in self.last_pods)  # fmt: skip
+            return self.last_pods, True
+        return self.last_pods, False

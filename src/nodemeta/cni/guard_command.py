@@ -1,0 +1,228 @@
+"""`nodemeta cni guard`: the CNI chain guard as a process of its own, for nodes that want only the guard.
+
+The same guard as `nodemeta agent run --cni-guard` (`nodemeta.cni.service.open_guard`), with the guard options
+without their `--cni-` prefix, plus what the agent would otherwise supply: the node name (`--node-name` or
+`$NODE_NAME`), API credentials (`--kubeconfig`, else `$KUBECONFIG`, in-cluster, `~/.kube/config`), the runtime
+(`--cri-socket`, repeatable, else the usual sockets under `--host-root`; looked for again with backoff until one
+answers, the configuration side running meanwhile), and two listeners: Prometheus `/metrics` and `/healthz`,
+`/readyz` (ready after the first reconcile tick) and `/v1/cni` (the guard's state as JSON).
+
+Exit codes: 0 after SIGTERM/SIGINT, 1 when it cannot start (credentials, a port), 64 for unusable options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+import orjson
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from nodemeta.cni.guard import Guard
+from nodemeta.cni.options import OptionError, add_guard_options, config_from
+from nodemeta.cni.service import open_guard
+from nodemeta.cri.client import CriClient
+from nodemeta.cri.discovery import NoRuntimeFound, discover_runtime
+from nodemeta.cri.model import Container, ContainerEvent, Listed, RuntimeStatus, RuntimeVersion, Sandbox
+from nodemeta.kube import Backoff, BackoffSettings, ConfigError, load_config
+
+__all__ = ["EXIT_USAGE", "add_arguments", "run"]
+
+log = structlog.get_logger("nodemeta.cni.guard_command")
+
+EXIT_USAGE = 64
+
+
+def add_arguments(guard: argparse.ArgumentParser) -> None:
+    guard.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""), metavar="NAME",
+                       help="this node's name; default $NODE_NAME (from the Downward API: spec.nodeName)")  # fmt: skip
+    guard.add_argument("--kubeconfig", default="", metavar="FILE",
+                       help="kubeconfig (else $KUBECONFIG, in-cluster, ~/.kube/config)")  # fmt: skip
+    guard.add_argument("--cri-socket", action="append", default=[], metavar="PATH",
+                       help="CRI runtime socket; repeatable, the first that answers is used (default: the usual "
+                       "containerd and CRI-O sockets under --host-root)")  # fmt: skip
+    guard.add_argument("--host-root", default="", metavar="DIR",
+                       help="where the host's / is mounted (the default conf dir, result cache, /proc and runtime "
+                       "sockets are read under it); default /")  # fmt: skip
+    guard.add_argument("--metrics-bind-address", default=":8084", metavar="ADDR",
+                       help="Prometheus /metrics listen address; 0 disables it (default :8084, beside the agent's "
+                       ":8082)")  # fmt: skip
+    guard.add_argument("--health-probe-bind-address", default=":8085", metavar="ADDR",
+                       help="/healthz, /readyz and /v1/cni listen address; 0 disables it (default :8085)")  # fmt: skip
+    add_guard_options(guard)
+
+
+@dataclass(frozen=True, slots=True)
+class _Address:
+    host: str
+    port: int
+
+
+def _address(flag: str, text: str) -> _Address | None:
+    if text.strip() == "0":
+        return None
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise OptionError(f"{flag}: {text!r} must be :PORT, HOST:PORT or [IPv6]:PORT (0 disables it)")
+    return _Address(host.strip("[]") or "0.0.0.0", int(port))
+
+
+class _LazyRuntime:
+    """A `Runtime` on the first candidate socket that answers, looked for on first use and again (with backoff,
+    by the callers' retries) until one does; `NoRuntimeFound` until then."""
+
+    def __init__(self, candidates: Sequence[str], host_root: str) -> None:
+        self._candidates = tuple(candidates)
+        self._host_root = host_root
+        self._client: CriClient | None = None
+        self._retry = Backoff(BackoffSettings(initial=0.5, maximum=10.0))
+        self._next_try = 0.0
+
+    async def _get(self) -> CriClient:
+        if self._client is None:
+            now = asyncio.get_running_loop().time()
+            if now < self._next_try:
+                raise NoRuntimeFound([("(all candidates)", "not answering; looked for again shortly")])
+            try:
+                found = await discover_runtime(self._candidates or None, host_root=self._host_root)
+            except NoRuntimeFound:
+                self._next_try = now + self._retry.next_delay()
+                raise
+            log.info("container runtime found", socket=found.path)
+            self._client = CriClient(found.path)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def version(self) -> RuntimeVersion:
+        return await (await self._get()).version()
+
+    async def status(self) -> RuntimeStatus:
+        return await (await self._get()).status()
+
+    async def list_sandboxes(self) -> Sequence[Listed]:
+        return await (await self._get()).list_sandboxes()
+
+    async def list_containers(self) -> Sequence[Listed]:
+        return await (await self._get()).list_containers()
+
+    async def sandbox(self, sandbox_id: str) -> Sandbox:
+        return await (await self._get()).sandbox(sandbox_id)
+
+    async def container(self, container_id: str) -> Container:
+        return await (await self._get()).container(container_id)
+
+    async def events(self) -> AsyncIterator[ContainerEvent]:
+        async for event in (await self._get()).events():
+            yield event
+
+
+@contextlib.asynccontextmanager
+async def _serving(name: str, app: web.Application, address: _Address | None) -> AsyncIterator[None]:
+    if address is None:
+        yield
+        return
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, address.host, address.port).start()
+        except OSError as err:
+            where = f"{address.host}:{address.port}"
+            raise OSError(err.errno, f"cannot listen on {where} for the {name} server: {err.strerror}") from err
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def _json(status: int, body: object) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def _probe_app(guard: Callable[[], Guard]) -> web.Application:
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_request: web.Request) -> web.Response:
+        if guard().ticks > 0:
+            return web.Response(text="ok")
+        return web.Response(status=503, text="not ready: waiting for the first check of the CNI chain\n")
+
+    async def cni(_request: web.Request) -> web.Response:
+        return _json(200, guard().status())
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/v1/cni", cni)
+    return app
+
+
+def _metrics_app(registry: CollectorRegistry) -> web.Application:
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"nodemeta cni guard: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    node = args.node_name.strip()
+    if not node:
+        return _fail("no node name: pass --node-name or set NODE_NAME", EXIT_USAGE)
+    try:
+        config = config_from(args, host_root=args.host_root)
+        metrics_at = _address("--metrics-bind-address", args.metrics_bind_address)
+        probe_at = _address("--health-probe-bind-address", args.health_probe_bind_address)
+    except (OptionError, ValueError) as err:
+        return _fail(str(err), EXIT_USAGE)
+    try:
+        cluster = await load_config(args.kubeconfig or None)
+    except ConfigError as err:
+        return _fail(f"cannot load the Kubernetes configuration: {err}", 1)
+    registry = CollectorRegistry()
+    runtime = _LazyRuntime(args.cri_socket, args.host_root)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with (
+            open_guard(config, node_name=node, runtime=runtime, cluster=cluster, registry=registry) as guard,
+            _serving("metrics", _metrics_app(registry), metrics_at),
+            _serving("health probes", _probe_app(lambda: guard), probe_at),
+        ):
+            log.info("CNI chain guard started", node=node, conf_dir=config.conf_dir, required=config.required)
+            async with asyncio.TaskGroup() as tasks:
+                task = tasks.create_task(guard.run(), name="cni-guard")
+                await stop.wait()
+                task.cancel()
+    except OSError as err:
+        return _fail(err.strerror or str(err), 1)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runtime.close()
+    log.info("CNI chain guard stopped")
+    return 0
