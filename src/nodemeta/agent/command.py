@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from nodemeta.addresses import AddressError
 from nodemeta.agent.settings import (
     DEFAULT_CRI_SOCKETS,
     DEFAULT_SOCKET,
@@ -85,7 +86,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
             return None
         try:
             return BindAddress.parse(text)
-        except SettingsError as err:
+        except AddressError as err:
             raise SettingsError(f"{flag}: {err}") from None
 
     return AgentSettings(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -28,50 +27,15 @@ from aiohttp import web
 from nodemeta.agent.changes import ChangeHub
 from nodemeta.agent.join import Joiner, Record
 from nodemeta.agent.metrics import AgentMetrics
-from nodemeta.agent.settings import BindAddress
+from nodemeta.serving import Readiness, TcpServer, add_probes, metrics_app, probe_app
 
 __all__ = ["ApiServer", "Readiness", "TcpServer", "api_app", "metrics_app", "probe_app"]
 
 log = structlog.get_logger("agent.http")
 
 
-@dataclass(frozen=True, slots=True)
-class Readiness:
-    ready: bool
-    detail: str = ""
-
-
 def _json(status: int, body: Any) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
-
-
-def _probes(app: web.Application, readiness: Callable[[], Readiness]) -> None:
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def readyz(_request: web.Request) -> web.Response:
-        state = readiness()
-        if state.ready:
-            return web.Response(text="ok")
-        return web.Response(status=503, text=f"not ready: {state.detail}\n")
-
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-
-
-def probe_app(readiness: Callable[[], Readiness]) -> web.Application:
-    app = web.Application()
-    _probes(app, readiness)
-    return app
-
-
-def metrics_app(render: Callable[[], bytes], content_type: str) -> web.Application:
-    async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=render(), headers={"Content-Type": content_type})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    return app
 
 
 def api_app(
@@ -135,7 +99,7 @@ def api_app(
     app.router.add_get("/v1/pids/{pid}", pid)
     app.router.add_get("/v1/lookup/{key}", lookup)
     app.router.add_get("/v1/changes", changes)
-    _probes(app, readiness)
+    add_probes(app, readiness)
     return app
 
 
@@ -170,30 +134,3 @@ class ApiServer:
         await self._runner.cleanup()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
-
-
-class TcpServer:
-    """One aiohttp application on one TCP address; `port` is the bound port once started."""
-
-    def __init__(self, name: str, app: web.Application, address: BindAddress) -> None:
-        self.name = name
-        self.address = address
-        self.port = 0
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        try:
-            site = web.TCPSite(self._runner, self.address.host, self.address.port)
-            await site.start()
-        except OSError as err:
-            await self._runner.cleanup()
-            reason = (err.strerror or str(err)).rsplit(": ", 1)[-1]
-            raise OSError(err.errno, f"cannot listen on {self.address} for the {self.name} server: {reason}") from err
-        server = site._server  # aiohttp exposes the bound port only through the asyncio server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.address.port
-        log.info(f"starting {self.name} server", addr=str(self.address), port=self.port)
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()

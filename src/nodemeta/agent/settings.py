@@ -5,9 +5,9 @@ Settings are frozen and keyword-only, built once by the command line (or a test)
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
+from nodemeta.addresses import BindAddress
 from nodemeta.kube.settings import BackoffSettings
 
 __all__ = [
@@ -36,39 +36,6 @@ DEFAULT_SOCKET = "/run/nodemeta/agent.sock"
 
 class SettingsError(ValueError):
     """A setting is unusable; the message says which and why, for the operator."""
-
-
-@dataclass(frozen=True, slots=True)
-class BindAddress:
-    """A TCP listen address: `:PORT` (every interface), `HOST:PORT` or `[IPv6]:PORT`; port 0 picks a free one."""
-
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> BindAddress:
-        host, sep, port_text = text.strip().rpartition(":")
-        if not sep:
-            raise SettingsError(f"address {text!r} must be :PORT, HOST:PORT or [IPv6]:PORT")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-            try:
-                ipaddress.IPv6Address(host)
-            except ValueError as err:
-                raise SettingsError(f"address {text!r}: {host!r} is not an IPv6 address") from err
-        elif ":" in host:
-            raise SettingsError(f"address {text!r}: write IPv6 hosts in brackets, e.g. [::1]:8080")
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise SettingsError(f"address {text!r}: port {port_text!r} is not a number") from None
-        if not 0 <= port <= 65535:
-            raise SettingsError(f"address {text!r}: port must be 0-65535")
-        return cls(host or "0.0.0.0", port)
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

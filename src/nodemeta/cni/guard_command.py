@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 
 import orjson
 import structlog
@@ -27,6 +26,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from nodemeta.addresses import AddressError, BindAddress
 from nodemeta.cni.guard import Guard
 from nodemeta.cni.options import OptionError, add_guard_options, config_from
 from nodemeta.cni.service import open_guard
@@ -34,6 +34,7 @@ from nodemeta.cri.client import CriClient
 from nodemeta.cri.discovery import NoRuntimeFound, discover_runtime
 from nodemeta.cri.model import Container, ContainerEvent, Listed, RuntimeStatus, RuntimeVersion, Sandbox
 from nodemeta.kube import Backoff, BackoffSettings, ConfigError, load_config
+from nodemeta.serving import Readiness, TcpServer, metrics_app, probe_app
 
 __all__ = ["EXIT_USAGE", "add_arguments", "run"]
 
@@ -61,19 +62,13 @@ def add_arguments(guard: argparse.ArgumentParser) -> None:
     add_guard_options(guard)
 
 
-@dataclass(frozen=True, slots=True)
-class _Address:
-    host: str
-    port: int
-
-
-def _address(flag: str, text: str) -> _Address | None:
+def _address(flag: str, text: str) -> BindAddress | None:
     if text.strip() == "0":
         return None
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise OptionError(f"{flag}: {text!r} must be :PORT, HOST:PORT or [IPv6]:PORT (0 disables it)")
-    return _Address(host.strip("[]") or "0.0.0.0", int(port))
+    try:
+        return BindAddress.parse(text)
+    except AddressError as err:
+        raise OptionError(f"{flag}: {err} (0 disables it)") from None
 
 
 class _LazyRuntime:
@@ -129,21 +124,12 @@ class _LazyRuntime:
 
 
 @contextlib.asynccontextmanager
-async def _serving(name: str, app: web.Application, address: _Address | None) -> AsyncIterator[None]:
+async def _serving(name: str, app: web.Application, address: BindAddress | None) -> AsyncIterator[None]:
     if address is None:
         yield
         return
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    try:
-        try:
-            await web.TCPSite(runner, address.host, address.port).start()
-        except OSError as err:
-            where = f"{address.host}:{address.port}"
-            raise OSError(err.errno, f"cannot listen on {where} for the {name} server: {err.strerror}") from err
+    async with TcpServer(name, app, address):
         yield
-    finally:
-        await runner.cleanup()
 
 
 def _json(status: int, body: object) -> web.Response:
@@ -151,30 +137,16 @@ def _json(status: int, body: object) -> web.Response:
 
 
 def _probe_app(guard: Callable[[], Guard]) -> web.Application:
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def readyz(_request: web.Request) -> web.Response:
+    def readiness() -> Readiness:
         if guard().ticks > 0:
-            return web.Response(text="ok")
-        return web.Response(status=503, text="not ready: waiting for the first check of the CNI chain\n")
+            return Readiness(True)
+        return Readiness(False, "waiting for the first check of the CNI chain")
 
     async def cni(_request: web.Request) -> web.Response:
         return _json(200, guard().status())
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app = probe_app(readiness)
     app.router.add_get("/v1/cni", cni)
-    return app
-
-
-def _metrics_app(registry: CollectorRegistry) -> web.Application:
-    async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -210,7 +182,7 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         async with (
             open_guard(config, node_name=node, runtime=runtime, cluster=cluster, registry=registry) as guard,
-            _serving("metrics", _metrics_app(registry), metrics_at),
+            _serving("metrics", metrics_app(lambda: generate_latest(registry), CONTENT_TYPE_LATEST), metrics_at),
             _serving("health probes", _probe_app(lambda: guard), probe_at),
         ):
             log.info("CNI chain guard started", node=node, conf_dir=config.conf_dir, required=config.required)
