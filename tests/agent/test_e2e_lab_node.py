@@ -33,7 +33,7 @@ import pytest
 
 from nodemeta.agent.app import Agent
 from nodemeta.agent.metastore import MetadataSink
-from nodemeta.agent.runtime_finder import RuntimeFinder
+from nodemeta.cri.finder import RuntimeFinder
 from nodemeta.sim import SimServer, SimSettings
 from nodemeta.sim.truth import node_view
 from tests.agent.helpers import agent_settings, collector, direct, eventually

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from nodemeta.agent.app import Agent
-from nodemeta.agent.runtime_finder import RuntimeFinder
+from nodemeta.cri.finder import RuntimeFinder
 from tests.agent.helpers import eventually
 from tests.agent.lab_agent import IdleSource, lab_settings
 from tests.lab.harness import ContainerdLab

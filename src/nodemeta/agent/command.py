@@ -102,7 +102,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
 async def open_runtime(candidates: Sequence[str], host_root: str) -> AsyncIterator[Runtime]:
     """The runtime behind the first candidate socket (default: the usual ones) that answers, found on first use
     and looked for again with backoff until one does (`nodemeta.agent.runtime_finder`)."""
-    from nodemeta.agent.runtime_finder import RuntimeFinder
+    from nodemeta.cri.finder import RuntimeFinder
 
     async with RuntimeFinder(candidates, host_root=host_root) as runtime:
         yield runtime

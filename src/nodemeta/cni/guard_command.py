@@ -18,7 +18,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import structlog
@@ -30,10 +30,8 @@ from nodemeta.addresses import AddressError, BindAddress
 from nodemeta.cni.guard import Guard
 from nodemeta.cni.options import OptionError, add_guard_options, config_from
 from nodemeta.cni.service import open_guard
-from nodemeta.cri.client import CriClient
-from nodemeta.cri.discovery import NoRuntimeFound, discover_runtime
-from nodemeta.cri.model import Container, ContainerEvent, Listed, RuntimeStatus, RuntimeVersion, Sandbox
-from nodemeta.kube import Backoff, BackoffSettings, ConfigError, load_config
+from nodemeta.cri.finder import RuntimeFinder
+from nodemeta.kube import ConfigError, load_config
 from nodemeta.serving import Readiness, TcpServer, metrics_app, probe_app
 
 __all__ = ["EXIT_USAGE", "add_arguments", "run"]
@@ -69,58 +67,6 @@ def _address(flag: str, text: str) -> BindAddress | None:
         return BindAddress.parse(text)
     except AddressError as err:
         raise OptionError(f"{flag}: {err} (0 disables it)") from None
-
-
-class _LazyRuntime:
-    """A `Runtime` on the first candidate socket that answers, looked for on first use and again (with backoff,
-    by the callers' retries) until one does; `NoRuntimeFound` until then."""
-
-    def __init__(self, candidates: Sequence[str], host_root: str) -> None:
-        self._candidates = tuple(candidates)
-        self._host_root = host_root
-        self._client: CriClient | None = None
-        self._retry = Backoff(BackoffSettings(initial=0.5, maximum=10.0))
-        self._next_try = 0.0
-
-    async def _get(self) -> CriClient:
-        if self._client is None:
-            now = asyncio.get_running_loop().time()
-            if now < self._next_try:
-                raise NoRuntimeFound([("(all candidates)", "not answering; looked for again shortly")])
-            try:
-                found = await discover_runtime(self._candidates or None, host_root=self._host_root)
-            except NoRuntimeFound:
-                self._next_try = now + self._retry.next_delay()
-                raise
-            log.info("container runtime found", socket=found.path)
-            self._client = CriClient(found.path)
-        return self._client
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-
-    async def version(self) -> RuntimeVersion:
-        return await (await self._get()).version()
-
-    async def status(self) -> RuntimeStatus:
-        return await (await self._get()).status()
-
-    async def list_sandboxes(self) -> Sequence[Listed]:
-        return await (await self._get()).list_sandboxes()
-
-    async def list_containers(self) -> Sequence[Listed]:
-        return await (await self._get()).list_containers()
-
-    async def sandbox(self, sandbox_id: str) -> Sandbox:
-        return await (await self._get()).sandbox(sandbox_id)
-
-    async def container(self, container_id: str) -> Container:
-        return await (await self._get()).container(container_id)
-
-    async def events(self) -> AsyncIterator[ContainerEvent]:
-        async for event in (await self._get()).events():
-            yield event
 
 
 @contextlib.asynccontextmanager
@@ -174,7 +120,7 @@ async def _run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _fail(f"cannot load the Kubernetes configuration: {err}", 1)
     registry = CollectorRegistry()
-    runtime = _LazyRuntime(args.cri_socket, args.host_root)
+    runtime = RuntimeFinder(args.cri_socket, host_root=args.host_root, retry_max=10.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
