@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nodemeta.addresses import BindAddress
+from nodemeta.cri.settings import DEFAULT_SOCKETS
 from nodemeta.kube.settings import BackoffSettings
 
 __all__ = [
@@ -22,14 +23,8 @@ __all__ = [
     "TruncateSettings",
 ]
 
-# The runtimes' usual sockets, probed in this order (the kubelet's and Falco's list): containerd, CRI-O, k3s, and
-# the containerd of Bottlerocket-style hosts.
-DEFAULT_CRI_SOCKETS = (
-    "/run/containerd/containerd.sock",
-    "/run/crio/crio.sock",
-    "/run/k3s/containerd/containerd.sock",
-    "/run/host-containerd/containerd.sock",
-)
+# The runtimes' usual sockets, probed in this order (one list, kept by the CRI layer).
+DEFAULT_CRI_SOCKETS = DEFAULT_SOCKETS
 # Where the agent serves its lookup API; under /run so it is gone after a reboot, like the runtimes' sockets.
 DEFAULT_SOCKET = "/run/nodemeta/agent.sock"
 
