@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -40,6 +39,7 @@ from tests.agent.helpers import agent_settings, collector, direct, eventually
 from tests.agent.lab_agent import pod_addresses
 from tests.collector.test_app import DEPLOY_RES, NS_RES, POD_RES, SVC_RES, running_collector, settled_view
 from tests.lab.harness import ContainerdLab
+from tests.processes import nodemeta_process
 
 LAB_NODE = "node-1"
 OTHER_NODES = ("node-2", "node-3")
@@ -124,21 +124,9 @@ async def _cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess
     return subprocess.CompletedProcess(args, process.returncode, out.decode(), err.decode())
 
 
-@contextlib.asynccontextmanager
-async def _agent_process(args: list[str], sock: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nodemeta.cli", "agent", "run", "--node-name", LAB_NODE, "--socket", str(sock),
-        "--metrics-bind-address", "0", "--health-probe-bind-address", "0", *args,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            _, err = await process.communicate()
-        assert process.returncode == 0, err.decode()[-3000:]
+def _agent_process(args: list[str], sock: Path) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    return nodemeta_process("agent", "run", "--node-name", LAB_NODE, "--socket", str(sock),
+                            "--metrics-bind-address", "0", "--health-probe-bind-address", "0", *args)  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -8,11 +8,9 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import orjson
 
 from nodemeta.kube import ApiClient, load_config
 from nodemeta.sim import SimServer, SimSettings
+from tests.processes import nodemeta_process
 
 TAINT = "nodemeta.io/cni-not-ready"
 PRIMARY = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "plugins": [{"type": "calico"}]}
@@ -33,20 +32,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.asynccontextmanager
-async def _guard(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nodemeta.cli", "cni", "guard", *args,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            _, err = await process.communicate()
-        assert process.returncode == 0, err.decode()[-3000:]
+def _guard(*args: str) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    return nodemeta_process("cni", "guard", *args)
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:

@@ -17,10 +17,8 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from tests.cni.conf_writers import truncate_write
 from tests.cni.lab_chain import MESH, RESULTS_DIR, SELECTED, encode, wait_loaded, with_mesh
 from tests.collector.test_app import DEPLOY_RES, NS_RES, settled_view
 from tests.lab.harness import CONFLIST_NAME, ContainerdLab
+from tests.processes import nodemeta_process
 
 NODE = "node-1"
 NS = "shop"
@@ -72,21 +71,9 @@ def _pod_of(sim: SimServer, app: str) -> tuple[str, str, dict[str, str]]:
     return found[0].key.split("/")[1], found[0].uid, dict(found[0].labels)
 
 
-@contextlib.asynccontextmanager
-async def _agent(args: list[str]) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nodemeta.cli", "agent", "run", "--node-name", NODE,
-        "--metrics-bind-address", "0", "--health-probe-bind-address", "0", *args,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            _, err = await process.communicate()
-        assert process.returncode == 0, err.decode()[-3000:]
+def _agent(args: list[str]) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    return nodemeta_process("agent", "run", "--node-name", NODE,
+                            "--metrics-bind-address", "0", "--health-probe-bind-address", "0", *args)  # fmt: skip
 
 
 async def _until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 30.0) -> Any:
