@@ -42,7 +42,8 @@ PY = sys.executable
 NODEMETA = [str(Path(PY).parent / "nodemeta")]
 
 sys.path.insert(0, str(HERE.parent))
-from sim_scale import Contention, cpu_pressure_us, machine_facts, proc_cpu_seconds, proc_memory_kib, raise_nofile_limit  # noqa: E402
+from measure import Contention, Profiler, cpu_pressure_us, proc_cpu_seconds, raise_nofile_limit  # noqa: E402
+from sim_scale import machine_facts, proc_memory_kib  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -140,7 +141,10 @@ async def subs_main(args: argparse.Namespace) -> None:
 
     async def one(i: int, node: str) -> None:
         session, revision, failures = "", 0, 0
-        channel = grpc.aio.insecure_channel(args.target, options=[("grpc.max_receive_message_length", 64 << 20)])
+        # A connection of its own, as every node agent has: without a local subchannel pool, grpc shares one
+        # connection among the channels of a process that have the same target and options.
+        options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.use_local_subchannel_pool", 1)]
+        channel = grpc.aio.insecure_channel(args.target, options=options)
         stub = stream_pb2_grpc.NodeMetadataStub(channel)
         while True:
             try:
@@ -411,6 +415,14 @@ class Sampler:
                 if psi and self.psi0 and wall else None}  # fmt: skip
 
 
+def profile(args: argparse.Namespace, pid: int, workdir: Path, phase: str) -> Profiler:
+    """py-spy on the collector for one phase when --profile is given (a no-op otherwise)."""
+    path = str(workdir / f"profile-{phase}.txt") if args.profile else ""
+    prof = Profiler(pid, path, rate=100, nonblocking=True, wait=15, top=25)
+    prof.start()
+    return prof
+
+
 def others_running() -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid,pcpu,args"], capture_output=True, text=True).stdout
     return [line.strip()[:150] for line in out.splitlines() if re.search(r"sim_scale|sim_cluster", line)
@@ -484,11 +496,13 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         nproc = max(nproc, 2) if len(sub_nodes) >= 1000 else nproc
         group = SubsGroup(f"127.0.0.1:{grpc_port}", sub_nodes, nproc)
         smp = Sampler(col.pid)
+        prof = profile(args, col.pid, workdir, "initial")
         await group.start()
         t = await group.wait("ge1", len(sub_nodes), args.phase_timeout)
         r["initial_sync"] = {"subscribers": len(sub_nodes), "client_procs": nproc,
                              "seconds": round(t, 2) if t else None,
-                             "got": group.total("ge1"), "events": group.total("events"), **smp.finish()}  # fmt: skip
+                             "got": group.total("ge1"), "events": group.total("events"), **smp.finish(),
+                             "client_cpu_s": round(group.cpu(), 1), "profile": await prof.stop()}  # fmt: skip
         log(f"initial sync: {r['initial_sync']}")
         await asyncio.sleep(2)
         r["idle_after_sync"] = {"rss_mib": round(proc_memory_kib(col.pid)["VmRSS"] / 1024, 1)}
@@ -501,8 +515,10 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         smp = Sampler(col.pid)
         ready = await wait_ready(readyz, col, args.ready_timeout)
         r["restart"]["ready_s_after_start"] = round(ready, 2) if ready else None
+        prof = profile(args, col.pid, workdir, "resync")
         rest = args.phase_timeout - (time.monotonic() - t0)
         t = await group.wait("ge2", len(sub_nodes), max(rest, 1))
+        r["restart"]["profile"] = await prof.stop()
         total = time.monotonic() - t0
         r["restart"].update({"resync_s_from_sigterm": round(total, 2) if t is not None else None,
                              "resync_s_after_ready": round(total - (ready or 0) - r["restart"]["stop_s"], 2)
@@ -689,6 +705,7 @@ def main() -> None:
     run.add_argument("--full-agents", type=int, default=10)
     run.add_argument("--no-agents", action="store_true", help="skip the API load comparison")
     run.add_argument("--gc-log", action="store_true", help="run the collector under a gc-pause logger")
+    run.add_argument("--profile", action="store_true", help="py-spy the collector during sync, resync and churn")
     run.add_argument("--direct-agents", type=int, default=200, help="direct agents measured (extrapolate to N)")
     run.add_argument("--agent-window", type=float, default=10.0)
     run.add_argument("--agent-budget", type=float, default=120.0)
