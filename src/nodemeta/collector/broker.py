@@ -509,9 +509,17 @@ class Broker:
         if self._closed:
             return
         self._closed = True
-        for subs in list(self._by_node.values()):
-            for sub in list(subs):
-                self._drop(sub, "shutdown")
+        observer = self.observer
+        for subs in self._by_node.values():
+            for sub in subs:
+                if sub._ended is None:
+                    sub._end("shutdown")
+                if observer is not None:
+                    observer.subscriber_ended(sub.node, "shutdown")
+        # All at once: unsubscribing node by node took a quarter of a shutdown with thousands of streams.
+        self._by_node.clear()
+        self._count = 0
+        self.index.unsubscribe_all()
         for memory in self._memory.values():
             if memory.timer is not None:
                 memory.timer.cancel()

@@ -187,6 +187,16 @@ class RelationIndex:
                 del self._holders[ref]
         del self._held[node]
 
+    def unsubscribe_all(self) -> None:
+        """Forget every subscription and all derived state at once (shutdown); the index keeps following the
+        cluster."""
+        self._subscriptions.clear()
+        self._pod_state.clear()
+        self._counts.clear()
+        self._held.clear()
+        self._holders.clear()
+        self._shared.clear()
+
     # -- changes ------------------------------------------------------------------------------------------------
 
     def apply(self, info: ObjectInfo) -> list[Delta]:
