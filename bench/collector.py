@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,11 @@ async def subs_main(args: argparse.Namespace) -> None:
         session, revision, failures = "", 0, 0
         # A connection of its own, as every node agent has: without a local subchannel pool, grpc shares one
         # connection among the channels of a process that have the same target and options.
-        options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.use_local_subchannel_pool", 1)]
+        # grpc's own reconnect backoff (1 s growing to 120 s) sits under the bench's: cap it at the bench's 2 s, so
+        # a channel that failed while the collector restarted does not sleep long after it is ready again.
+        options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.use_local_subchannel_pool", 1),
+                   ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 2000)]  # fmt: skip
         channel = grpc.aio.insecure_channel(args.target, options=options)
         stub = stream_pb2_grpc.NodeMetadataStub(channel)
         while True:
@@ -464,9 +469,10 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         node_names = sorted(n for n in by_node if n)
         r["pods"] = len(pods)
         del pods
-        sub_nodes = node_names[:subs]
-        if len(sub_nodes) < subs:
-            log(f"only {len(sub_nodes)} nodes have pods; subscribers = {len(sub_nodes)}")
+        # One subscriber per node; with more subscribers than nodes, the nodes take turns (2 streams on a node
+        # are two agents there, each with its own session and connection).
+        sub_nodes = [node_names[i % len(node_names)] for i in range(subs)]
+        r["subscribers_per_node_max"] = (subs + len(node_names) - 1) // len(node_names)
         # proxy and collector
         pstats = workdir / "proxy.json"
         proxy = Proc([PY, str(HERE), "proxy", "--port", str(proxy_port), "--upstream", str(sim_port),
@@ -544,7 +550,7 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         # API load comparison (collector keeps running, its watches are counted by the proxy)
         if args.no_agents:
             return r
-        targets = [p for n in sub_nodes for p in by_node[n]]
+        targets = [p for n in dict.fromkeys(sub_nodes) for p in by_node[n]]
         win = args.agent_window
 
         def churn_for(name: str) -> Any:
@@ -559,7 +565,8 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
 
             return go
 
-        r["agents_direct"] = await run_agents(sim_port, "direct", sub_nodes[: args.direct_agents], 0, win,
+        agent_nodes = list(dict.fromkeys(sub_nodes))[: args.direct_agents]
+        r["agents_direct"] = await run_agents(sim_port, "direct", agent_nodes, 0, win,
                                               args.agent_budget, sim.pid,
                                               churn_for("direct"))  # fmt: skip
         log(f"direct agents: {r['agents_direct']}")
@@ -574,18 +581,20 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
             p.stop(10)
 
 
-async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: float, seconds: float) -> dict[str, Any]:
-    """Merge-patch label bench-ts (send time, ns) onto random target pods at `rate`/s for `seconds`."""
+async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: float, seconds: float,
+                        copies: dict[tuple[str, str], int] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Merge-patch label bench-ts (send time, ns) onto random target pods at `rate`/s for `seconds`; `copies`
+    says how many subscribers each patch reaches (1 when not given)."""
     import aiohttp
 
     rng = random.Random(7)
-    sent = failed = 0
+    sent = failed = due = 0
     base = f"http://127.0.0.1:{sim_port}"
     hdr = {"Content-Type": "application/merge-patch+json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
 
         async def patch(ns: str, name: str) -> None:
-            nonlocal sent, failed
+            nonlocal sent, failed, due
             body = json.dumps({"metadata": {"labels": {"bench-ts": str(time.time_ns())}}})
             try:
                 async with s.patch(f"{base}/api/v1/namespaces/{ns}/pods/{name}", data=body, headers=hdr) as resp:
@@ -594,6 +603,7 @@ async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: flo
                         failed += 1
                     else:
                         sent += 1
+                        due += copies.get((ns, name), 1) if copies else 1
             except aiohttp.ClientError:
                 failed += 1
 
@@ -611,21 +621,24 @@ async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: flo
             await asyncio.sleep(0.002)
         await asyncio.gather(*pending)
         elapsed = time.monotonic() - t0
-    return {"patches_ok": sent, "patches_failed": failed, "rate_achieved": round(sent / elapsed, 1)}
+    return {"patches_ok": sent, "patches_failed": failed, "rate_achieved": round(sent / elapsed, 1),
+            "deliveries_due": due}  # fmt: skip
 
 
 async def churn_phase(sim_port: int, by_node: dict[str, list[tuple[str, str]]], sub_nodes: list[str],
                       group: SubsGroup, col_pid: int, col_path: Path, sim_pid: int,
                       args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
 
-    targets = [p for n in sub_nodes for p in by_node[n]]
+    streams = Counter(sub_nodes)  # subscribers per node: each gets every patch of its node's pods
+    targets = [p for n in streams for p in by_node[n]]
+    copies = {p: streams[n] for n in streams for p in by_node[n]}
     rate, seconds = args.rate, args.churn_seconds
     group.lat.clear()
     wall0 = time.time()
     smp = Sampler(col_pid)
     sim_cpu0 = proc_cpu_seconds(sim_pid)
-    drove = await drive_patches(sim_port, targets, rate, seconds)
-    sent = drove["patches_ok"]
+    drove = await drive_patches(sim_port, targets, rate, seconds, copies)
+    sent = drove.pop("deliveries_due")
     await asyncio.sleep(3)  # let the last ones arrive
     lat = list(group.lat)
     res = smp.finish()
