@@ -13,8 +13,10 @@ from nodemeta.collector.heap import freeze_heap, refreeze_periodically
 
 @pytest.fixture(autouse=True)
 def unfrozen() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 class Node:
@@ -28,11 +30,13 @@ def test_garbage_is_collected_and_survivors_are_frozen() -> None:
     garbage.other = Node()
     garbage.other.other = garbage  # a cycle only the cyclic GC frees
     alive = Node()
+    thresholds = gc.get_threshold()
     collected_before = gc.get_stats()[2]["collected"]
     del garbage
     frozen, seconds = freeze_heap()
     assert gc.get_stats()[2]["collected"] >= collected_before + 2
     assert frozen == gc.get_freeze_count() > 0 and seconds >= 0
+    assert gc.get_threshold()[:2] == thresholds[:2] and gc.get_threshold()[2] > 1_000_000  # full ones: ours only
     assert not gc.is_tracked(alive) or all(alive not in gc.get_objects(generation) for generation in range(3))
 
 

@@ -41,7 +41,7 @@ from typing import Protocol
 from nodemeta.api.wire import encode_body
 from nodemeta.collector.model import POD, ObjectInfo, ObjectRef, Reason
 from nodemeta.collector.relations import Delta, RelationIndex, view_changes
-from nodemeta.collector.render import Payload
+from nodemeta.collector.render import Payload, Refs
 
 __all__ = [
     "Broker",
@@ -120,19 +120,40 @@ class EventBodies:
     stream on the same node that rarely exists (after a restart every body is new anyway).
     """
 
-    __slots__ = ()
+    __slots__ = ("_refs",)
+
+    def __init__(self) -> None:
+        # The encoded refs field (7, the last of a body) of each refs tuple: the index shares one tuple among the
+        # pods of a ReplicaSet, and the refs are most of the work of encoding a pod.
+        self._refs: dict[Refs, bytes] = {}
 
     def body(self, delta: Delta) -> bytes:
         payload = delta.payload
         if payload is None:
             return encode_body(delta.kind, delta.uid)
         body = payload.encoded
-        if body is None:
-            body = encode_body(payload.kind, payload.uid, payload.meta, payload.status, payload.refs)
-            if payload.kind != POD:
-                # Payload is frozen; `encoded` is a memo outside its value (compare=False), written once.
-                object.__setattr__(payload, "encoded", body)
+        if body is not None:
+            return body
+        refs = payload.refs
+        if refs is None:
+            body = encode_body(payload.kind, payload.uid, payload.meta, payload.status)
+        else:
+            tail = self._refs.get(refs)
+            if tail is None:
+                # Fields are written in ascending order, so the refs field is what the full body adds at its end.
+                tail = encode_body(payload.kind, payload.uid, refs=refs)[len(encode_body(payload.kind, payload.uid)) :]
+                if len(self._refs) >= _REFS_CACHE_LIMIT:
+                    self._refs.clear()
+                self._refs[refs] = tail
+            body = encode_body(payload.kind, payload.uid, payload.meta, payload.status) + tail
+        if payload.kind != POD:
+            # Payload is frozen; `encoded` is a memo outside its value (compare=False), written once.
+            object.__setattr__(payload, "encoded", body)
         return body
+
+
+# Encoded refs fields kept at most (a few per ReplicaSet); the cache is emptied when full.
+_REFS_CACHE_LIMIT = 1 << 16
 
 
 # -- sessions (nodemeta.v1) -----------------------------------------------------------------------------------------

@@ -86,10 +86,11 @@ class CollectorSettings:
     # before cancelling them. Handlers end at once when the broker closes, so this only bounds a stuck one; 5 s
     # is half of the manifests' terminationGracePeriodSeconds (10 s), leaving time for the listeners to close.
     shutdown_grace: float = 5.0
-    # How often what the collector allocated since the last time is frozen out of the cyclic GC's reach, after a
-    # full collection of it (`nodemeta.collector.heap`). The pause of that collection grows with what was
-    # allocated meanwhile: after 5,000 subscribers joined, about 0.3 s once; a minute of 200 pod changes/s, a few
-    # ms. 60 s keeps the automatic full collections in between that short; 0 freezes only once, after the sync.
+    # How often the collector runs a full collection of what it allocated since the last one and freezes the
+    # survivors out of the cyclic GC's reach (`nodemeta.collector.heap`; there are no other full collections once
+    # the caches have synced). Its pause grows with what was allocated meanwhile: long once after thousands of
+    # subscribers joined, a few ms for a minute of 200 pod changes/s; 60 s keeps what is left for it small. 0
+    # collects and freezes only once, after the sync.
     heap_freeze_interval: float = 60.0
     # Log the kinds still unsynced this often while waiting (an API server that refuses a list, or RBAC that
     # lacks a verb, shows up here and in /readyz rather than as silence). 30 s is the e2e tests' start budget.
