@@ -279,7 +279,7 @@ class Collector:
                 "shutdown signal received, waiting for grpc connections to close",
                 subscribers=self.broker.subscriber_count,
             )
-            # The broker closes first: every stream ends with UNAVAILABLE (a call arriving meanwhile is refused
-            # the same way), then the server stops, cancelling within the grace whatever is still open.
+            # The server stops taking calls, the broker closes (every stream ends with UNAVAILABLE), and the
+            # server cancels within the grace whatever is still open.
             await stop_server(server, self.broker, s.shutdown_grace)
             broker_log.info("all grpc connections closed")

@@ -88,10 +88,10 @@ class CollectorSettings:
     shutdown_grace: float = 5.0
     # How often the collector runs a full collection of what it allocated since the last one and freezes the
     # survivors out of the cyclic GC's reach (`nodemeta.collector.heap`; there are no other full collections once
-    # the caches have synced). Its pause grows with what was allocated meanwhile: long once after thousands of
-    # subscribers joined, a few ms for a minute of 200 pod changes/s; 60 s keeps what is left for it small. 0
-    # collects and freezes only once, after the sync.
-    heap_freeze_interval: float = 60.0
+    # the caches have synced). Its pause grows with what was allocated meanwhile: 1.04 s for the minute in which
+    # 5,000 subscribers resynced (bench/collector.py), tens of ms for 10 s of 200 pod changes/s. 10 s keeps each
+    # one short, even while thousands of subscribers join. 0 collects and freezes only once, after the sync.
+    heap_freeze_interval: float = 10.0
     # Log the kinds still unsynced this often while waiting (an API server that refuses a list, or RBAC that
     # lacks a verb, shows up here and in /readyz rather than as silence). 30 s is the e2e tests' start budget.
     sync_report_interval: float = 30.0
