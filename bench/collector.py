@@ -343,6 +343,89 @@ async def run_agents(port: int, mode: str, nodes: list[str], count: int, window:
     return out
 
 
+# -- plain grpc baseline -------------------------------------------------------------------------------------------
+
+
+async def echo_server_main(args: argparse.Namespace) -> None:
+    """A plain grpc.aio server: each call gets one message of --payload bytes, then waits; SIGTERM ends every call
+    with UNAVAILABLE (as the collector does) and stops the server with a 5 s grace."""
+    import grpc
+
+    stop = asyncio.Event()
+    body = b"x" * args.payload
+
+    async def watch(_request: bytes, context: Any) -> None:
+        await context.write(body)
+        await stop.wait()
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "shutting down")
+
+    server = grpc.aio.server()
+    handler = grpc.unary_stream_rpc_method_handler(watch)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Watch": handler}),))
+    server.add_insecure_port(f"127.0.0.1:{args.port}")
+    await server.start()
+    done = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
+    print("ready", flush=True)
+    await done.wait()
+    stop.set()
+    await server.stop(5)
+
+
+async def echo_clients_main(args: argparse.Namespace) -> None:
+    import grpc
+
+    got = [0]
+    options = [("grpc.use_local_subchannel_pool", 1)] if args.own_connections else []
+
+    async def one() -> None:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{args.port}", options=options)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            async for _ in channel.unary_stream("/bench.Echo/Watch")(b""):
+                got[0] += 1
+
+    tasks = [asyncio.create_task(one()) for _ in range(args.count)]
+    while True:
+        print(got[0], flush=True)
+        await asyncio.sleep(0.5)
+    del tasks
+
+
+def grpc_baseline_main(args: argparse.Namespace) -> None:
+    """RSS per stream of a plain grpc.aio server with N streams (clients in 4 other processes), and its SIGTERM
+    time: what gRPC itself costs, without the collector."""
+    port = free_port()
+    server = subprocess.Popen([PY, str(HERE), "echo-server", "--port", str(port), "--payload", str(args.payload)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert server.stdout
+    server.stdout.readline()
+    base = proc_memory_kib(server.pid)["VmRSS"]
+    per = args.streams // 4
+    argv = [PY, str(HERE), "echo-clients", "--port", str(port), "--count", str(per)]
+    clients = [subprocess.Popen(argv + (["--own-connections"] if args.own_connections else []), stdout=subprocess.PIPE)
+               for _ in range(4)]  # fmt: skip
+    t0 = time.monotonic()
+    counts = [0] * 4
+    while sum(counts) < per * 4 and time.monotonic() - t0 < args.timeout:
+        for k, c in enumerate(clients):
+            assert c.stdout
+            counts[k] = int(c.stdout.readline())
+    connected = time.monotonic() - t0
+    time.sleep(2)
+    rss = proc_memory_kib(server.pid)["VmRSS"]
+    t1 = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    server.wait(60)
+    stop = time.monotonic() - t1
+    for c in clients:
+        c.kill()
+    out = {"streams": sum(counts), "payload_bytes": args.payload, "own_connections": args.own_connections,
+           "seconds_to_connect": round(connected, 2), "rss_mib_idle": round(base / 1024, 1),
+           "rss_mib_with_streams": round(rss / 1024, 1), "kib_per_stream": round((rss - base) / max(1, sum(counts)), 1),
+           "sigterm_to_exit_s": round(stop, 2)}  # fmt: skip
+    print(json.dumps(out), flush=True)
+
+
 # -- orchestrator --------------------------------------------------------------------------------------------------
 
 
@@ -738,9 +821,25 @@ def main() -> None:
     ag.add_argument("--nodes", default="")
     ag.add_argument("--count", type=int, default=0)
     ag.add_argument("--concurrency", type=int, default=50)
+    gb = sub.add_parser("grpc-baseline", help="RSS per stream and SIGTERM time of a plain grpc.aio server")
+    gb.add_argument("--streams", type=int, default=2000)
+    gb.add_argument("--payload", type=int, default=27_000, help="bytes of the one message each stream gets")
+    gb.add_argument("--own-connections", action="store_true", help="one connection per stream, not per process")
+    gb.add_argument("--timeout", type=float, default=120.0)
+    es = sub.add_parser("echo-server")
+    es.add_argument("--port", type=int, required=True)
+    es.add_argument("--payload", type=int, required=True)
+    ec = sub.add_parser("echo-clients")
+    ec.add_argument("--port", type=int, required=True)
+    ec.add_argument("--count", type=int, required=True)
+    ec.add_argument("--own-connections", action="store_true")
     args = ap.parse_args()
     raise_nofile_limit()
-    main_fn = {"run": run_main, "proxy": proxy_main, "subs": subs_main, "agents": agents_main}[args.cmd]
+    if args.cmd == "grpc-baseline":
+        grpc_baseline_main(args)
+        return
+    main_fn = {"run": run_main, "proxy": proxy_main, "subs": subs_main, "agents": agents_main,
+               "echo-server": echo_server_main, "echo-clients": echo_clients_main}[args.cmd]  # fmt: skip
     asyncio.run(main_fn(args))
 
 
