@@ -671,13 +671,13 @@ async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: flo
     import aiohttp
 
     rng = random.Random(7)
-    sent = failed = due = 0
+    sent = failed = reached = 0
     base = f"http://127.0.0.1:{sim_port}"
     hdr = {"Content-Type": "application/merge-patch+json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
 
         async def patch(ns: str, name: str) -> None:
-            nonlocal sent, failed, due
+            nonlocal sent, failed, reached
             body = json.dumps({"metadata": {"labels": {"bench-ts": str(time.time_ns())}}})
             try:
                 async with s.patch(f"{base}/api/v1/namespaces/{ns}/pods/{name}", data=body, headers=hdr) as resp:
@@ -686,7 +686,7 @@ async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: flo
                         failed += 1
                     else:
                         sent += 1
-                        due += copies.get((ns, name), 1) if copies else 1
+                        reached += copies.get((ns, name), 1) if copies else 1
             except aiohttp.ClientError:
                 failed += 1
 
@@ -705,7 +705,7 @@ async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: flo
         await asyncio.gather(*pending)
         elapsed = time.monotonic() - t0
     return {"patches_ok": sent, "patches_failed": failed, "rate_achieved": round(sent / elapsed, 1),
-            "deliveries_due": due}  # fmt: skip
+            "deliveries_due": reached}  # fmt: skip
 
 
 async def churn_phase(sim_port: int, by_node: dict[str, list[tuple[str, str]]], sub_nodes: list[str],
