@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ PY = sys.executable
 NODEMETA = [str(Path(PY).parent / "nodemeta")]
 
 sys.path.insert(0, str(HERE.parent))
-from sim_scale import Contention, cpu_pressure_us, machine_facts, proc_cpu_seconds, proc_memory_kib, raise_nofile_limit  # noqa: E402
+from measure import Contention, Profiler, cpu_pressure_us, proc_cpu_seconds, raise_nofile_limit  # noqa: E402
+from sim_scale import machine_facts, proc_memory_kib  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -140,7 +142,14 @@ async def subs_main(args: argparse.Namespace) -> None:
 
     async def one(i: int, node: str) -> None:
         session, revision, failures = "", 0, 0
-        channel = grpc.aio.insecure_channel(args.target, options=[("grpc.max_receive_message_length", 64 << 20)])
+        # A connection of its own, as every node agent has: without a local subchannel pool, grpc shares one
+        # connection among the channels of a process that have the same target and options.
+        # grpc's own reconnect backoff (1 s growing to 120 s) sits under the bench's: cap it at the bench's 2 s, so
+        # a channel that failed while the collector restarted does not sleep long after it is ready again.
+        options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.use_local_subchannel_pool", 1),
+                   ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 2000)]  # fmt: skip
+        channel = grpc.aio.insecure_channel(args.target, options=options)
         stub = stream_pb2_grpc.NodeMetadataStub(channel)
         while True:
             try:
@@ -334,6 +343,89 @@ async def run_agents(port: int, mode: str, nodes: list[str], count: int, window:
     return out
 
 
+# -- plain grpc baseline -------------------------------------------------------------------------------------------
+
+
+async def echo_server_main(args: argparse.Namespace) -> None:
+    """A plain grpc.aio server: each call gets one message of --payload bytes, then waits; SIGTERM ends every call
+    with UNAVAILABLE (as the collector does) and stops the server with a 5 s grace."""
+    import grpc
+
+    stop = asyncio.Event()
+    body = b"x" * args.payload
+
+    async def watch(_request: bytes, context: Any) -> None:
+        await context.write(body)
+        await stop.wait()
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "shutting down")
+
+    server = grpc.aio.server()
+    handler = grpc.unary_stream_rpc_method_handler(watch)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Watch": handler}),))
+    server.add_insecure_port(f"127.0.0.1:{args.port}")
+    await server.start()
+    done = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
+    print("ready", flush=True)
+    await done.wait()
+    stop.set()
+    await server.stop(5)
+
+
+async def echo_clients_main(args: argparse.Namespace) -> None:
+    import grpc
+
+    got = [0]
+    options = [("grpc.use_local_subchannel_pool", 1)] if args.own_connections else []
+
+    async def one() -> None:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{args.port}", options=options)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            async for _ in channel.unary_stream("/bench.Echo/Watch")(b""):
+                got[0] += 1
+
+    tasks = [asyncio.create_task(one()) for _ in range(args.count)]
+    while True:
+        print(got[0], flush=True)
+        await asyncio.sleep(0.5)
+    del tasks
+
+
+def grpc_baseline_main(args: argparse.Namespace) -> None:
+    """RSS per stream of a plain grpc.aio server with N streams (clients in 4 other processes), and its SIGTERM
+    time: what gRPC itself costs, without the collector."""
+    port = free_port()
+    server = subprocess.Popen([PY, str(HERE), "echo-server", "--port", str(port), "--payload", str(args.payload)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert server.stdout
+    server.stdout.readline()
+    base = proc_memory_kib(server.pid)["VmRSS"]
+    per = args.streams // 4
+    argv = [PY, str(HERE), "echo-clients", "--port", str(port), "--count", str(per)]
+    clients = [subprocess.Popen(argv + (["--own-connections"] if args.own_connections else []), stdout=subprocess.PIPE)
+               for _ in range(4)]  # fmt: skip
+    t0 = time.monotonic()
+    counts = [0] * 4
+    while sum(counts) < per * 4 and time.monotonic() - t0 < args.timeout:
+        for k, c in enumerate(clients):
+            assert c.stdout
+            counts[k] = int(c.stdout.readline())
+    connected = time.monotonic() - t0
+    time.sleep(2)
+    rss = proc_memory_kib(server.pid)["VmRSS"]
+    t1 = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    server.wait(60)
+    stop = time.monotonic() - t1
+    for c in clients:
+        c.kill()
+    out = {"streams": sum(counts), "payload_bytes": args.payload, "own_connections": args.own_connections,
+           "seconds_to_connect": round(connected, 2), "rss_mib_idle": round(base / 1024, 1),
+           "rss_mib_with_streams": round(rss / 1024, 1), "kib_per_stream": round((rss - base) / max(1, sum(counts)), 1),
+           "sigterm_to_exit_s": round(stop, 2)}  # fmt: skip
+    print(json.dumps(out), flush=True)
+
+
 # -- orchestrator --------------------------------------------------------------------------------------------------
 
 
@@ -411,6 +503,14 @@ class Sampler:
                 if psi and self.psi0 and wall else None}  # fmt: skip
 
 
+def profile(args: argparse.Namespace, pid: int, workdir: Path, phase: str) -> Profiler:
+    """py-spy on the collector for one phase when --profile is given (a no-op otherwise)."""
+    path = str(workdir / f"profile-{phase}.txt") if args.profile else ""
+    prof = Profiler(pid, path, rate=100, nonblocking=True, wait=15, top=25)
+    prof.start()
+    return prof
+
+
 def others_running() -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid,pcpu,args"], capture_output=True, text=True).stdout
     return [line.strip()[:150] for line in out.splitlines() if re.search(r"sim_scale|sim_cluster", line)
@@ -452,9 +552,10 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         node_names = sorted(n for n in by_node if n)
         r["pods"] = len(pods)
         del pods
-        sub_nodes = node_names[:subs]
-        if len(sub_nodes) < subs:
-            log(f"only {len(sub_nodes)} nodes have pods; subscribers = {len(sub_nodes)}")
+        # One subscriber per node; with more subscribers than nodes, the nodes take turns (2 streams on a node
+        # are two agents there, each with its own session and connection).
+        sub_nodes = [node_names[i % len(node_names)] for i in range(subs)]
+        r["subscribers_per_node_max"] = (subs + len(node_names) - 1) // len(node_names)
         # proxy and collector
         pstats = workdir / "proxy.json"
         proxy = Proc([PY, str(HERE), "proxy", "--port", str(proxy_port), "--upstream", str(sim_port),
@@ -484,11 +585,13 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         nproc = max(nproc, 2) if len(sub_nodes) >= 1000 else nproc
         group = SubsGroup(f"127.0.0.1:{grpc_port}", sub_nodes, nproc)
         smp = Sampler(col.pid)
+        prof = profile(args, col.pid, workdir, "initial")
         await group.start()
         t = await group.wait("ge1", len(sub_nodes), args.phase_timeout)
         r["initial_sync"] = {"subscribers": len(sub_nodes), "client_procs": nproc,
                              "seconds": round(t, 2) if t else None,
-                             "got": group.total("ge1"), "events": group.total("events"), **smp.finish()}  # fmt: skip
+                             "got": group.total("ge1"), "events": group.total("events"), **smp.finish(),
+                             "client_cpu_s": round(group.cpu(), 1), "profile": await prof.stop()}  # fmt: skip
         log(f"initial sync: {r['initial_sync']}")
         await asyncio.sleep(2)
         r["idle_after_sync"] = {"rss_mib": round(proc_memory_kib(col.pid)["VmRSS"] / 1024, 1)}
@@ -501,8 +604,10 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         smp = Sampler(col.pid)
         ready = await wait_ready(readyz, col, args.ready_timeout)
         r["restart"]["ready_s_after_start"] = round(ready, 2) if ready else None
+        prof = profile(args, col.pid, workdir, "resync")
         rest = args.phase_timeout - (time.monotonic() - t0)
         t = await group.wait("ge2", len(sub_nodes), max(rest, 1))
+        r["restart"]["profile"] = await prof.stop()
         total = time.monotonic() - t0
         r["restart"].update({"resync_s_from_sigterm": round(total, 2) if t is not None else None,
                              "resync_s_after_ready": round(total - (ready or 0) - r["restart"]["stop_s"], 2)
@@ -528,7 +633,7 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         # API load comparison (collector keeps running, its watches are counted by the proxy)
         if args.no_agents:
             return r
-        targets = [p for n in sub_nodes for p in by_node[n]]
+        targets = [p for n in dict.fromkeys(sub_nodes) for p in by_node[n]]
         win = args.agent_window
 
         def churn_for(name: str) -> Any:
@@ -543,7 +648,8 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
 
             return go
 
-        r["agents_direct"] = await run_agents(sim_port, "direct", sub_nodes[: args.direct_agents], 0, win,
+        agent_nodes = list(dict.fromkeys(sub_nodes))[: args.direct_agents]
+        r["agents_direct"] = await run_agents(sim_port, "direct", agent_nodes, 0, win,
                                               args.agent_budget, sim.pid,
                                               churn_for("direct"))  # fmt: skip
         log(f"direct agents: {r['agents_direct']}")
@@ -558,18 +664,20 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
             p.stop(10)
 
 
-async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: float, seconds: float) -> dict[str, Any]:
-    """Merge-patch label bench-ts (send time, ns) onto random target pods at `rate`/s for `seconds`."""
+async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: float, seconds: float,
+                        copies: dict[tuple[str, str], int] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Merge-patch label bench-ts (send time, ns) onto random target pods at `rate`/s for `seconds`; `copies`
+    says how many subscribers each patch reaches (1 when not given)."""
     import aiohttp
 
     rng = random.Random(7)
-    sent = failed = 0
+    sent = failed = reached = 0
     base = f"http://127.0.0.1:{sim_port}"
     hdr = {"Content-Type": "application/merge-patch+json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
 
         async def patch(ns: str, name: str) -> None:
-            nonlocal sent, failed
+            nonlocal sent, failed, reached
             body = json.dumps({"metadata": {"labels": {"bench-ts": str(time.time_ns())}}})
             try:
                 async with s.patch(f"{base}/api/v1/namespaces/{ns}/pods/{name}", data=body, headers=hdr) as resp:
@@ -578,6 +686,7 @@ async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: flo
                         failed += 1
                     else:
                         sent += 1
+                        reached += copies.get((ns, name), 1) if copies else 1
             except aiohttp.ClientError:
                 failed += 1
 
@@ -595,21 +704,24 @@ async def drive_patches(sim_port: int, targets: list[tuple[str, str]], rate: flo
             await asyncio.sleep(0.002)
         await asyncio.gather(*pending)
         elapsed = time.monotonic() - t0
-    return {"patches_ok": sent, "patches_failed": failed, "rate_achieved": round(sent / elapsed, 1)}
+    return {"patches_ok": sent, "patches_failed": failed, "rate_achieved": round(sent / elapsed, 1),
+            "deliveries_due": reached}  # fmt: skip
 
 
 async def churn_phase(sim_port: int, by_node: dict[str, list[tuple[str, str]]], sub_nodes: list[str],
                       group: SubsGroup, col_pid: int, col_path: Path, sim_pid: int,
                       args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
 
-    targets = [p for n in sub_nodes for p in by_node[n]]
+    streams = Counter(sub_nodes)  # subscribers per node: each gets every patch of its node's pods
+    targets = [p for n in streams for p in by_node[n]]
+    copies = {p: streams[n] for n in streams for p in by_node[n]}
     rate, seconds = args.rate, args.churn_seconds
     group.lat.clear()
     wall0 = time.time()
     smp = Sampler(col_pid)
     sim_cpu0 = proc_cpu_seconds(sim_pid)
-    drove = await drive_patches(sim_port, targets, rate, seconds)
-    sent = drove["patches_ok"]
+    drove = await drive_patches(sim_port, targets, rate, seconds, copies)
+    sent = drove.pop("deliveries_due")
     await asyncio.sleep(3)  # let the last ones arrive
     lat = list(group.lat)
     res = smp.finish()
@@ -689,6 +801,7 @@ def main() -> None:
     run.add_argument("--full-agents", type=int, default=10)
     run.add_argument("--no-agents", action="store_true", help="skip the API load comparison")
     run.add_argument("--gc-log", action="store_true", help="run the collector under a gc-pause logger")
+    run.add_argument("--profile", action="store_true", help="py-spy the collector during sync, resync and churn")
     run.add_argument("--direct-agents", type=int, default=200, help="direct agents measured (extrapolate to N)")
     run.add_argument("--agent-window", type=float, default=10.0)
     run.add_argument("--agent-budget", type=float, default=120.0)
@@ -708,9 +821,25 @@ def main() -> None:
     ag.add_argument("--nodes", default="")
     ag.add_argument("--count", type=int, default=0)
     ag.add_argument("--concurrency", type=int, default=50)
+    gb = sub.add_parser("grpc-baseline", help="RSS per stream and SIGTERM time of a plain grpc.aio server")
+    gb.add_argument("--streams", type=int, default=2000)
+    gb.add_argument("--payload", type=int, default=27_000, help="bytes of the one message each stream gets")
+    gb.add_argument("--own-connections", action="store_true", help="one connection per stream, not per process")
+    gb.add_argument("--timeout", type=float, default=120.0)
+    es = sub.add_parser("echo-server")
+    es.add_argument("--port", type=int, required=True)
+    es.add_argument("--payload", type=int, required=True)
+    ec = sub.add_parser("echo-clients")
+    ec.add_argument("--port", type=int, required=True)
+    ec.add_argument("--count", type=int, required=True)
+    ec.add_argument("--own-connections", action="store_true")
     args = ap.parse_args()
     raise_nofile_limit()
-    main_fn = {"run": run_main, "proxy": proxy_main, "subs": subs_main, "agents": agents_main}[args.cmd]
+    if args.cmd == "grpc-baseline":
+        grpc_baseline_main(args)
+        return
+    main_fn = {"run": run_main, "proxy": proxy_main, "subs": subs_main, "agents": agents_main,
+               "echo-server": echo_server_main, "echo-clients": echo_clients_main}[args.cmd]  # fmt: skip
     asyncio.run(main_fn(args))
 
 

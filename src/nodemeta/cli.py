@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import nodemeta.demo as demo_command
 from nodemeta import __version__, logs
@@ -165,7 +165,20 @@ async def _collector_run(args: argparse.Namespace) -> int:
         return _fail(command, str(err))
     except OSError as err:  # an HTTP listener could not bind; the Go collector exits 1 as well
         return _fail(command, err.strerror or str(err))
-    return 0
+    _exit_after_graceful_stop()
+    return 0  # not reached
+
+
+def _exit_after_graceful_stop() -> NoReturn:
+    """Exit 0 at once once the collector has closed every stream and listener: what is left is its heap, and
+    freeing that object by object (caches of 150,000 pods, the state of 5,000 subscribers) takes seconds of the
+    shutdown grace for nothing."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _on_signals(stop: Callable[[], None]) -> None:

@@ -422,19 +422,23 @@ async def test_empty_node_name_is_refused() -> None:
 
 
 def test_bodies_are_encoded_once_per_payload() -> None:
-    bodies = EventBodies(capacity=2)
+    bodies = EventBodies()
     payloads = [Payload("Namespace", f"u{i}", f'{{"name":"n{i}","uid":"u{i}"}}') for i in range(4)]
     deltas = [Delta(NODE, Reason.CREATE, p.kind, p.uid, p) for p in payloads]
     first = bodies.body(deltas[0])
     assert first == wire.encode_body("Namespace", "u0", payloads[0].meta)
     assert bodies.body(deltas[0]) is first
     assert bodies.body(Delta("n2", Reason.UPDATE, "Namespace", "u0", payloads[0])) is first  # any node, reason
-    # An equal but distinct payload is encoded again (identity is the key); bounded by two generations.
+    # The body is kept on the payload (it goes with it) and is no part of its value.
+    assert payloads[0].encoded is first
+    twin = Payload("Namespace", "u0", payloads[0].meta)
+    assert twin == payloads[0] and hash(twin) == hash(payloads[0]) and twin.encoded is None
+    assert bodies.body(Delta(NODE, Reason.CREATE, "Namespace", "u0", twin)) == first
     for delta in deltas[1:]:
-        bodies.body(delta)
-    assert len(bodies) <= 4
+        assert bodies.body(delta) == wire.encode_body("Namespace", delta.uid, delta.payload.meta)  # type: ignore[union-attr]
     assert bodies.body(Delta(NODE, Reason.DELETE, "Pod", "p", None)) == wire.encode_body("Pod", "p")
     pod_payload = Payload("Pod", "p", "{}", "{}", (("Namespace", ("ns",)), ("Service", ())))
     assert bodies.body(Delta(NODE, Reason.CREATE, "Pod", "p", pod_payload)) == wire.encode_body(
         "Pod", "p", "{}", "{}", pod_payload.refs
     )
+    assert pod_payload.encoded is None  # a pod's body is not kept: only its own node sends it

@@ -92,6 +92,17 @@ def test_unsubscribed_nodes_get_no_deltas_and_state_is_dropped(index: RelationIn
     assert index.view("n1")[ObjectRef("Pod", "pod-1")].status == '{"podIP":"10.0.0.9"}'
 
 
+def test_unsubscribe_all_drops_every_view_and_the_index_keeps_following(index: RelationIndex) -> None:
+    index.subscribe("n1")
+    index.subscribe("n1")
+    index.subscribe("n2")
+    index.unsubscribe_all()
+    assert not index.is_subscribed("n1") and not index.is_subscribed("n2") and not index.view("n1")
+    assert index.apply(pod(ip="10.0.0.7")) == []
+    assert [d.reason for d in index.subscribe("n1")] == [Reason.CREATE] * 5
+    assert index.view("n1")[ObjectRef("Pod", "pod-1")].status == '{"podIP":"10.0.0.7"}'
+
+
 def test_pod_ip_change_is_an_update_with_the_full_payload(index: RelationIndex) -> None:
     deltas = index.apply(pod(ip="10.244.1.5"))
     assert events(deltas) == [("n1", "Update", "Pod", "pod-1")]

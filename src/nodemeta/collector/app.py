@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections.abc import Callable
 from functools import partial
@@ -41,6 +40,7 @@ import structlog
 
 from nodemeta.collector.adapters import namespace_info, node_info, owner_info, pod_info, service_info
 from nodemeta.collector.broker import Broker, BrokerSettings
+from nodemeta.collector.heap import freeze_heap, refreeze_periodically
 from nodemeta.collector.http import HttpServer, Readiness, metrics_app, probe_app
 from nodemeta.collector.metrics import CONTENT_TYPE, CollectorMetrics, EventCounters
 from nodemeta.collector.model import FALCO_KINDS, ObjectInfo
@@ -211,6 +211,10 @@ class Collector:
                 ]
                 try:
                     if await self._wait_synced():
+                        if s.heap_freeze_interval > 0:
+                            running.append(
+                                tasks.create_task(refreeze_periodically(s.heap_freeze_interval), name="heap-freeze")
+                            )
                         await self._serve(server)
                 finally:
                     self._stopping = True
@@ -232,11 +236,9 @@ class Collector:
                     {synced, stop}, timeout=self.settings.sync_report_interval, return_when=asyncio.FIRST_COMPLETED
                 )
                 if synced in done:
-                    # The synced caches and the index live as long as the process: keep them out of the cyclic
-                    # GC's generations, whose full collections otherwise walk the whole heap (pauses of up to
-                    # seconds at 150,000 pods, measured in bench/collector.py) and free next to nothing.
-                    gc.collect()
-                    gc.freeze()
+                    # The synced caches and the index live as long as the process: out of the cyclic GC's
+                    # reach (see `heap`), and whatever comes later too, every heap_freeze_interval.
+                    freeze_heap()
                     log.info(
                         "caches synced",
                         seconds=round(time.monotonic() - started, 3),
@@ -277,7 +279,7 @@ class Collector:
                 "shutdown signal received, waiting for grpc connections to close",
                 subscribers=self.broker.subscriber_count,
             )
-            # The broker closes first: every stream ends with UNAVAILABLE (a call arriving meanwhile is refused
-            # the same way), then the server stops, cancelling within the grace whatever is still open.
+            # The server stops taking calls, the broker closes (every stream ends with UNAVAILABLE), and the
+            # server cancels within the grace whatever is still open.
             await stop_server(server, self.broker, s.shutdown_grace)
             broker_log.info("all grpc connections closed")

@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from nodemeta.api.wire import encode_body
-from nodemeta.collector.model import ObjectInfo, ObjectRef, Reason
+from nodemeta.collector.model import POD, ObjectInfo, ObjectRef, Reason
 from nodemeta.collector.relations import Delta, RelationIndex, view_changes
-from nodemeta.collector.render import Payload
+from nodemeta.collector.render import Payload, Refs
 
 __all__ = [
     "Broker",
@@ -109,49 +109,60 @@ class SubscriptionEnded(Exception):
 
 
 class EventBodies:
-    """Event bodies (protobuf fields 2 to 7, shared by both protocols) encoded once per rendered payload.
+    """Event bodies (protobuf fields 2 to 7, shared by both protocols), encoded once per rendered payload of the
+    objects many nodes share.
 
-    The index hands the same Payload object to every node and subscriber holding an object, so bodies are memoised
-    by payload identity: an integer lookup instead of hashing the payload (encoding a pod costs about 15 us). The
-    cache keeps the payloads it has seen alive, which also keeps their ids unique; it holds two generations of at
-    most `capacity` entries, so what stops being sent is forgotten.
+    The index hands the same Payload object to every node and subscriber holding an object. The body of a
+    Namespace, owner or Service (held by many nodes) is encoded on first use and kept on the payload itself
+    (`Payload.encoded`): a lookup is an attribute read, and the body goes when the last holder of the payload lets
+    it go. A Pod is held by its own node only, so its body (about 15 us to encode) is encoded for each stream that
+    sends it and not kept: keeping it would cost about 430 bytes per pod of every subscribed node, for a second
+    stream on the same node that rarely exists (after a restart every body is new anyway).
     """
 
-    __slots__ = ("_capacity", "_current", "_previous")
+    __slots__ = ("_refs",)
 
-    def __init__(self, capacity: int = 65_536) -> None:
-        self._capacity = capacity
-        self._current: dict[int, tuple[Payload, bytes]] = {}
-        self._previous: dict[int, tuple[Payload, bytes]] = {}
+    def __init__(self) -> None:
+        # The encoded refs field (7, the last of a body) of each refs tuple: the index shares one tuple among the
+        # pods of a ReplicaSet, and the refs are most of the work of encoding a pod.
+        self._refs: dict[Refs, bytes] = {}
 
     def body(self, delta: Delta) -> bytes:
         payload = delta.payload
         if payload is None:
             return encode_body(delta.kind, delta.uid)
-        key = id(payload)
-        hit = self._current.get(key)
-        if hit is not None and hit[0] is payload:
-            return hit[1]
-        hit = self._previous.get(key)
-        if hit is not None and hit[0] is payload:
-            body = hit[1]
+        body = payload.encoded
+        if body is not None:
+            return body
+        refs = payload.refs
+        if refs is None:
+            body = encode_body(payload.kind, payload.uid, payload.meta, payload.status)
         else:
-            body = encode_body(payload.kind, payload.uid, payload.meta, payload.status, payload.refs)
-        if len(self._current) >= self._capacity:
-            self._previous = self._current
-            self._current = {}
-        self._current[key] = (payload, body)
+            tail = self._refs.get(refs)
+            if tail is None:
+                # Fields are written in ascending order, so the refs field is what the full body adds at its end.
+                tail = encode_body(payload.kind, payload.uid, refs=refs)[len(encode_body(payload.kind, payload.uid)) :]
+                if len(self._refs) >= _REFS_CACHE_LIMIT:
+                    self._refs.clear()
+                self._refs[refs] = tail
+            body = encode_body(payload.kind, payload.uid, payload.meta, payload.status) + tail
+        if payload.kind != POD:
+            # Payload is frozen; `encoded` is a memo outside its value (compare=False), written once.
+            object.__setattr__(payload, "encoded", body)
         return body
 
-    def __len__(self) -> int:
-        return len(self._current) + len(self._previous)
+
+# Encoded refs fields kept at most (a few per ReplicaSet); the cache is emptied when full.
+_REFS_CACHE_LIMIT = 1 << 16
 
 
 # -- sessions (nodemeta.v1) -----------------------------------------------------------------------------------------
 
-# One sent message: (its revision, the revision before it, [(ref, what the client held before)]).
+# One sent message: (its revision, the revision before it, [(ref, what the client held before)], events). The undo
+# list is None when the client held nothing before (a session's first message, the whole snapshot): rewinding it
+# empties `held`, and the largest record costs no memory.
 _Undo = list[tuple[ObjectRef, Payload | None]]
-_Record = tuple[int, int, _Undo]
+_Record = tuple[int, int, _Undo | None, int]
 
 
 class _Session:
@@ -174,29 +185,40 @@ class _Session:
         self.stream: Subscription | None = None
         self.expiry: asyncio.TimerHandle | None = None
 
-    def record(self, deltas: Iterable[Delta]) -> int:
+    def record(self, deltas: list[Delta]) -> int:
         held = self.held
-        undo: _Undo = []
-        for delta in deltas:
-            ref = ObjectRef(delta.kind, delta.uid)
-            undo.append((ref, held.get(ref)))
-            if delta.payload is None:
-                held.pop(ref, None)
-            else:
-                held[ref] = delta.payload
+        undo: _Undo | None
+        if held:
+            undo = []
+            for delta in deltas:
+                payload = delta.payload
+                ref = payload.ref if payload is not None else ObjectRef(delta.kind, delta.uid)
+                undo.append((ref, held.get(ref)))
+                if payload is None:
+                    held.pop(ref, None)
+                else:
+                    held[ref] = payload
+        else:
+            undo = None
+            for delta in deltas:
+                payload = delta.payload
+                if payload is not None:
+                    held[payload.ref] = payload
+                else:
+                    held.pop(ObjectRef(delta.kind, delta.uid), None)
         self.last += 1
-        self.journal.append((self.last, self.head, undo))
+        self.journal.append((self.last, self.head, undo, len(deltas)))
         self.head = self.last
-        self.undo_size += len(undo)
+        self.undo_size += len(deltas)
         while self.undo_size > self.history and len(self.journal) > 1:
-            self.undo_size -= len(self.journal.popleft()[2])
+            self.undo_size -= self.journal.popleft()[3]
         return self.last
 
     def rewind(self, revision: int) -> bool:
         """Make `held` what the client held after message `revision`; False when that state is out of reach."""
         steps = 0
         at = self.head
-        for rev, before, _undo in reversed(self.journal):
+        for rev, before, _undo, _size in reversed(self.journal):
             if at == revision or rev != at:
                 break
             at = before
@@ -204,13 +226,16 @@ class _Session:
         if at != revision:
             return False
         for _ in range(steps):
-            _rev, before, undo = self.journal.pop()
-            self.undo_size -= len(undo)
-            for ref, payload in reversed(undo):
-                if payload is None:
-                    self.held.pop(ref, None)
-                else:
-                    self.held[ref] = payload
+            _rev, before, undo, size = self.journal.pop()
+            self.undo_size -= size
+            if undo is None:
+                self.held.clear()
+            else:
+                for ref, payload in reversed(undo):
+                    if payload is None:
+                        self.held.pop(ref, None)
+                    else:
+                        self.held[ref] = payload
             self.head = before
         return True
 
@@ -345,12 +370,12 @@ class Subscription:
                 held.pop(ref, None)
             deleting: dict[ObjectRef, None] = {}
             for delta in batch:
-                ref = ObjectRef(delta.kind, delta.uid)
-                if delta.payload is None:
-                    deleting[ref] = None
+                payload = delta.payload
+                if payload is None:
+                    deleting[ObjectRef(delta.kind, delta.uid)] = None
                 else:
-                    held[ref] = None
-                    deleting.pop(ref, None)
+                    held[payload.ref] = None
+                    deleting.pop(payload.ref, None)
             self._deleting = deleting
         observer = self._broker.observer
         if observer is not None:
@@ -505,9 +530,17 @@ class Broker:
         if self._closed:
             return
         self._closed = True
-        for subs in list(self._by_node.values()):
-            for sub in list(subs):
-                self._drop(sub, "shutdown")
+        observer = self.observer
+        for subs in self._by_node.values():
+            for sub in subs:
+                if sub._ended is None:
+                    sub._end("shutdown")
+                if observer is not None:
+                    observer.subscriber_ended(sub.node, "shutdown")
+        # All at once: unsubscribing node by node took a quarter of a shutdown with thousands of streams.
+        self._by_node.clear()
+        self._count = 0
+        self.index.unsubscribe_all()
         for memory in self._memory.values():
             if memory.timer is not None:
                 memory.timer.cancel()
@@ -627,4 +660,4 @@ class Broker:
 
 
 def _as_view(snapshot: Iterable[Delta]) -> Mapping[ObjectRef, Payload]:
-    return {ObjectRef(delta.kind, delta.uid): delta.payload for delta in snapshot if delta.payload is not None}
+    return {delta.payload.ref: delta.payload for delta in snapshot if delta.payload is not None}

@@ -101,9 +101,7 @@ class NodeMetadataWatch:
     async def _pump(self, sub: Subscription, context: grpc.aio.ServicerContext[Any, bytes]) -> None:
         settings = self._broker.settings
         max_events = settings.batch_max_events
-        max_bytes = settings.batch_max_bytes
         delay = settings.batch_delay
-        body = self._broker.bodies.body
         first = True
         synced = False
         sent = 0
@@ -118,15 +116,7 @@ class NodeMetadataWatch:
                 if synced and delay > 0 and len(deltas) < max_events:
                     await asyncio.sleep(delay)
                     deltas.extend(sub.take(max_events - len(deltas)))
-            entries: list[bytes] = []
-            size = 0
-            for i, delta in enumerate(deltas):
-                entry = wire.batch_entry(delta.reason, body(delta))
-                if entries and size + len(entry) > max_bytes:
-                    deltas, carry = deltas[:i], deltas[i:]
-                    break
-                entries.append(entry)
-                size += len(entry)
+            entries, carry = self._entries(deltas)
             revision = sub.sending(deltas)
             sent += len(deltas)
             marker = not synced and sent >= sub.initial_size
@@ -138,5 +128,26 @@ class NodeMetadataWatch:
                 session_id=sub.session_id if first else "",
                 reset=first and sub.reset,
             )
+            # Nothing of this message stays referenced while the stream waits for the next one: an idle stream
+            # would otherwise keep its last batch, entries and deltas alive (about 60 KiB after an initial sync).
+            del deltas, entries
             first = False
             await context.write(batch)
+            del batch
+
+    def _entries(self, deltas: list[Delta]) -> tuple[list[bytes], list[Delta]]:
+        """The encoded entries of the deltas that fit in one batch (`batch_max_bytes`, at least one event), which
+        stay in `deltas`; returns them and the deltas left for the next batch."""
+        max_bytes = self._broker.settings.batch_max_bytes
+        body = self._broker.bodies.body
+        entries: list[bytes] = []
+        size = 0
+        for i, delta in enumerate(deltas):
+            entry = wire.batch_entry(delta.reason, body(delta))
+            size += len(entry)
+            if entries and size > max_bytes:
+                rest = deltas[i:]
+                del deltas[i:]
+                return entries, rest
+            entries.append(entry)
+        return entries, []

@@ -18,7 +18,7 @@ U+3000.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -115,10 +115,14 @@ class Payload:
     # Pods only.
     status: str | None = None
     refs: Refs | None = None
+    # The object's identity, made once: every session and view keyed by it shares this one tuple.
+    ref: ObjectRef = field(init=False, compare=False, repr=False)
+    # The encoded event body, filled in by the first encoder (the broker's `EventBodies`) and not part of the
+    # payload's value. Kept here rather than in a cache beside it, the body lives exactly as long as the payload.
+    encoded: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
-    @property
-    def ref(self) -> ObjectRef:
-        return ObjectRef(self.kind, self.uid)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ref", ObjectRef(self.kind, self.uid))
 
     def refs_map(self) -> dict[str, tuple[str, ...]] | None:
         return dict(self.refs) if self.refs is not None else None

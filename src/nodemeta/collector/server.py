@@ -1,12 +1,14 @@
 """The collector's gRPC server: both metadata services on one port, plaintext or TLS, with server keepalive.
 
 `build_server` binds the port at once (`bound_port` tells which), so a busy port or a bad certificate is a start-up
-error; the caller starts the server. `stop` is the graceful shutdown: it closes the broker first, so every open
-Watch ends with UNAVAILABLE (a Falco plugin stops for good on OK), then stops the server within the grace period.
+error; the caller starts the server. `stop` is the graceful shutdown: the server stops taking calls, the broker
+closes, so every open Watch ends with UNAVAILABLE (a Falco plugin stops for good on OK), and whatever is still open
+after the grace period is cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,11 +107,16 @@ def bound_port(server: grpc.aio.Server) -> int:
 
 
 async def stop(server: grpc.aio.Server, broker: Broker, grace: float | None) -> None:
-    """Graceful shutdown: end every subscription (their streams end with UNAVAILABLE, never OK), then stop the
-    server, cancelling within `grace` seconds whatever is still open (a stream stuck writing to a client that
-    stopped reading)."""
+    """Graceful shutdown: stop taking calls, end every subscription (their streams end with UNAVAILABLE, never OK),
+    and cancel within `grace` seconds whatever is still open (a stream stuck writing to a client that stopped
+    reading).
+
+    The server stops taking calls first: clients whose stream just ended reconnect at once, and with thousands of
+    them, serving (and refusing) their new calls took most of a shutdown (14 s with 5,000 streams)."""
+    stopping = asyncio.ensure_future(server.stop(grace))
+    await asyncio.sleep(0)  # the server has begun its shutdown: no new call from here on
     broker.close()
-    await server.stop(grace)
+    await stopping
 
 
 def _read_tls(cert: str | None, key: str | None) -> tuple[bytes, bytes] | None:
