@@ -119,12 +119,13 @@ def _fail(command: str, message: str) -> int:
 
 def _collector_settings(args: argparse.Namespace) -> CollectorSettings:
     """The settings the flags describe; raises SettingsError with a message naming the flag."""
-    from nodemeta.collector.settings import BindAddress, CollectorSettings, SettingsError, TLSFiles
+    from nodemeta.addresses import AddressError, BindAddress
+    from nodemeta.collector.settings import CollectorSettings, SettingsError, TLSFiles
 
     def address(flag: str, text: str) -> BindAddress:
         try:
             return BindAddress.parse(text)
-        except SettingsError as err:
+        except AddressError as err:
             raise SettingsError(f"{flag}: {err}") from None
 
     tls = None

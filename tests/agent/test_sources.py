@@ -80,7 +80,7 @@ async def test_collector_source_equals_the_truth_with_churn_and_a_collector_rest
 
 
 def _port(port: int) -> Any:
-    from nodemeta.collector.settings import BindAddress
+    from nodemeta.addresses import BindAddress
 
     return BindAddress.parse(f"127.0.0.1:{port}")
 

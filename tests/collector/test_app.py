@@ -23,12 +23,13 @@ import aiohttp
 import grpc
 import pytest
 
+from nodemeta.addresses import BindAddress
 from nodemeta.api.falco import metadata_pb2, metadata_pb2_grpc
 from nodemeta.api.nodemeta.v1 import stream_pb2, stream_pb2_grpc
 from nodemeta.collector.app import Collector
 from nodemeta.collector.broker import BrokerSettings
 from nodemeta.collector.model import FALCO_KINDS, KIND_ALIASES
-from nodemeta.collector.settings import BindAddress, CollectorSettings
+from nodemeta.collector.settings import CollectorSettings
 from nodemeta.kube import BackoffSettings, BaseListener, Pod, ReflectorSettings, load_config, object_key
 from nodemeta.sim import SimServer, SimSettings
 from nodemeta.sim.registry import DeleteOptions

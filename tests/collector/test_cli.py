@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from nodemeta.addresses import AddressError, BindAddress
 from nodemeta.cli import _collector_settings, build_parser
-from nodemeta.collector.settings import BindAddress, SettingsError, TLSFiles
+from nodemeta.collector.settings import SettingsError, TLSFiles
 from nodemeta.sim import SimServer, SimSettings
 from nodemeta.sim.auth import make_tls
 from nodemeta.sim.truth import node_view
@@ -80,7 +81,7 @@ def test_bind_addresses(text: str, host: str, port: int) -> None:
 
 @pytest.mark.parametrize("text", ["45000", ":http", ":70000", "::1:80", "[nothost]:80", ""])
 def test_bad_bind_addresses(text: str) -> None:
-    with pytest.raises(SettingsError):
+    with pytest.raises(AddressError):
         BindAddress.parse(text)
 
 

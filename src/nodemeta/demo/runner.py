@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 import aiohttp
 
 from nodemeta import logs
+from nodemeta.addresses import BindAddress
 from nodemeta.collector.app import Collector
-from nodemeta.collector.settings import BindAddress, CollectorSettings
+from nodemeta.collector.settings import CollectorSettings
 from nodemeta.demo import options
 from nodemeta.demo.direct import FULL_CLUSTER, DirectWatch, node_pods
 from nodemeta.demo.state import CHECKING, LIVE, STARTING, STOPPING, SYNCING, DemoState
