@@ -67,6 +67,10 @@ class CollectorSource:
             ("grpc.keepalive_timeout_ms", int(s.keepalive_timeout * 1000)),
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.enable_http_proxy", 0),
+            # The channel's own reconnect backoff grows to 120 s by default: a collector down for a minute would
+            # then be retried long after it is back. Keep it within this source's own backoff.
+            ("grpc.initial_reconnect_backoff_ms", int(s.backoff.initial * 1000)),
+            ("grpc.max_reconnect_backoff_ms", int(s.backoff.maximum * 1000)),
         ]
         async with grpc.aio.insecure_channel(self.target, options=options) as channel:
             stub = stream_pb2_grpc.NodeMetadataStub(channel)
