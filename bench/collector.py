@@ -596,9 +596,20 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         await asyncio.sleep(2)
         r["idle_after_sync"] = {"rss_mib": round(proc_memory_kib(col.pid)["VmRSS"] / 1024, 1)}
         # restart and resync
+        prof = profile(args, col.pid, workdir, "shutdown")
+        if args.profile:
+            await asyncio.sleep(1.0)  # py-spy attaches before the signal
         t0 = time.monotonic()
         psi0 = pressure()
-        r["restart"] = {"stop_s": round(col.stop(), 2)}
+        cpu_before_stop = proc_cpu_seconds(col.pid)
+        stop_task = asyncio.create_task(asyncio.to_thread(col.stop))
+        cpu_stop = cpu_before_stop
+        while not stop_task.done():  # the collector's CPU until it exits (read while /proc still has it)
+            with contextlib.suppress(OSError):
+                cpu_stop = proc_cpu_seconds(col.pid)
+            await asyncio.sleep(0.05)
+        r["restart"] = {"stop_s": round(await stop_task, 2), "stop_cpu_s": round(cpu_stop - cpu_before_stop, 2),
+                        "stop_profile": await prof.stop()}  # fmt: skip
         col = Proc(col_cmd, "collector", workdir)
         procs.append(col)
         smp = Sampler(col.pid)

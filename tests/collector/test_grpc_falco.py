@@ -38,6 +38,7 @@ from tests.collector.grpc_clients import (
     quiesce,
     scenario,
     serving,
+    v1_watch,
 )
 
 PLUGIN_KINDS = ("Pod", "Namespace", "Deployment", "Service", "ReplicaSet", "ReplicaController")
@@ -167,6 +168,39 @@ async def test_shutdown_ends_every_stream_with_unavailable() -> None:
             error = await watcher.status()
             assert error.code() == grpc.StatusCode.UNAVAILABLE, error
             assert "shutting down" in (error.details() or "")
+    await quiesce(before)
+
+
+async def test_shutdown_with_a_connection_per_stream_closes_them_with_every_status_delivered() -> None:
+    """With streams on connections of their own, the server closes the connections once every handler has ended its
+    stream, without waiting for the clients to close them: every client still gets UNAVAILABLE with the details."""
+    before = asyncio.all_tasks()
+    broker = new_broker(scenario())
+    server = build_server(broker, address="127.0.0.1:0")
+    await server.start()
+    target = f"127.0.0.1:{bound_port(server)}"
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(target, options=own) for _ in range(24)]
+    try:
+        falco = [falco_watch(channel, NODE) for channel in channels[:12]]
+        v1 = [v1_watch(channel, NODE) for channel in channels[12:]]
+        for watcher in falco:
+            await watcher.take(14)
+        for watcher in v1:
+            await watcher.take(1)
+        assert broker.subscriber_count == 24
+        await stop(server, broker, grace=30)
+        for watcher in [*falco, *v1]:
+            error = await watcher.status()
+            assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+            assert "shutting down" in (error.details() or ""), error
+        assert broker.subscriber_count == 0
+        # The listener is gone: a new call fails instead of reaching a handler.
+        late = await falco_watch(channels[0], NODE).status()
+        assert late.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" not in (late.details() or "")
+    finally:
+        for channel in channels:
+            await channel.close()
     await quiesce(before)
 
 
