@@ -456,6 +456,20 @@ def pressure() -> int | None:
     return cpu_pressure_us()
 
 
+def listen_overflows() -> int | None:
+    """The machine's count of connections dropped because a listener's accept queue was full (TcpExtListenOverflows):
+    each is a client whose SYN goes unanswered and is retried after 1, 3, 7, 15 s. Machine-wide."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(table["ListenOverflows"]) if "ListenOverflows" in table else None
+    return None
+
+
 async def http_get(url: str) -> tuple[int, bytes]:
     import aiohttp
 
@@ -482,6 +496,7 @@ class Sampler:
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self.cpu0, self.t0 = pid, 0, proc_cpu_seconds(pid), time.monotonic()
         self.psi0 = pressure()
+        self.overflows0 = listen_overflows()
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -495,10 +510,13 @@ class Sampler:
         wall = time.monotonic() - self.t0
         cpu = proc_cpu_seconds(self.pid) - self.cpu0
         psi = pressure()
+        overflows = listen_overflows()
         mem = proc_memory_kib(self.pid)
         return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "cpu_cores": round(cpu / wall, 2) if wall else None,
                 "rss_mib": round(mem.get("VmRSS", 0) / 1024, 1), "peak_rss_mib": round(self.peak / 1024, 1),
                 "hwm_mib": round(mem.get("VmHWM", 0) / 1024, 1),
+                "listen_overflows": overflows - self.overflows0
+                if overflows is not None and self.overflows0 is not None else None,
                 "cpu_pressure_some_pct": round((psi - self.psi0) / 1e4 / wall, 1)
                 if psi and self.psi0 and wall else None}  # fmt: skip
 
@@ -602,13 +620,17 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         t0 = time.monotonic()
         psi0 = pressure()
         cpu_before_stop = proc_cpu_seconds(col.pid)
+        overflows_before_stop = listen_overflows()
         stop_task = asyncio.create_task(asyncio.to_thread(col.stop))
         cpu_stop = cpu_before_stop
         while not stop_task.done():  # the collector's CPU until it exits (read while /proc still has it)
             with contextlib.suppress(OSError):
                 cpu_stop = proc_cpu_seconds(col.pid)
             await asyncio.sleep(0.05)
+        overflows_after_stop = listen_overflows()
         r["restart"] = {"stop_s": round(await stop_task, 2), "stop_cpu_s": round(cpu_stop - cpu_before_stop, 2),
+                        "stop_listen_overflows": overflows_after_stop - overflows_before_stop
+                        if overflows_after_stop is not None and overflows_before_stop is not None else None,
                         "stop_profile": await prof.stop()}  # fmt: skip
         col = Proc(col_cmd, "collector", workdir)
         procs.append(col)
