@@ -20,10 +20,11 @@ Wiring, in the order data flows:
   reports ready at once: a known weakness, fixed here), and `/readyz` answers 200. The other kinds (StatefulSet,
   Job, CronJob, Node) only add owners to nodemeta.v1 streams, and the Go collector's RBAC (its Helm chart's
   ClusterRole) does not grant them: they join when they can be listed, and never hold the collector back;
-* shutdown (`stop()`, wired to SIGTERM and SIGINT by the command line): `/readyz` turns 503, the broker closes so
-  every open stream ends with UNAVAILABLE (never OK: the Falco plugin would not reconnect) and new calls are
-  refused the same way, the gRPC server stops, cancelling within `shutdown_grace` any handler still running, then
-  the informers, the HTTP listeners and the API connections close, and `run()` returns.
+* shutdown (`stop()`, wired to SIGTERM and SIGINT by the command line): `/readyz` turns 503, the periodic heap
+  freeze stops, the gRPC server stops taking calls and every open stream ends with UNAVAILABLE (never OK: the Falco
+  plugin would not reconnect): each ended by its handler with the collector's details when there are few, all
+  cancelled by gRPC at once when there are thousands (`server.stop`), within `shutdown_grace`; then the informers,
+  the HTTP listeners and the API connections close, and `run()` returns.
 """
 
 from __future__ import annotations
