@@ -583,7 +583,7 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         ckube.write_text(kube.read_text().replace(f":{sim_port}", f":{proxy_port}"))
         await asyncio.sleep(0.5)
         launcher = [PY, str(HERE), "collector-gc"] if args.gc_log else NODEMETA
-        col_cmd = [*launcher, "--log-level", "warning", "collector", "run", "--kubeconfig", str(ckube),
+        col_cmd = [*launcher, "--log-level", args.collector_log_level, "collector", "run", "--kubeconfig", str(ckube),
                    "--broker-bind-address", f"127.0.0.1:{grpc_port}", "--metrics-bind-address", "0",
                    "--health-probe-bind-address", f"127.0.0.1:{probe_port}"]  # fmt: skip
         r["collector_cmd"] = " ".join(col_cmd[1:])
@@ -834,6 +834,11 @@ def main() -> None:
     run.add_argument("--full-agents", type=int, default=10)
     run.add_argument("--no-agents", action="store_true", help="skip the API load comparison")
     run.add_argument("--gc-log", action="store_true", help="run the collector under a gc-pause logger")
+    run.add_argument(
+        "--collector-log-level",
+        default="warning",
+        help="info logs every stream and the shutdown's steps (in collector.stderr), at some CPU cost",
+    )
     run.add_argument("--profile", action="store_true", help="py-spy the collector during sync, resync and churn")
     run.add_argument("--direct-agents", type=int, default=200, help="direct agents measured (extrapolate to N)")
     run.add_argument("--agent-window", type=float, default=10.0)
