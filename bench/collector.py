@@ -456,6 +456,20 @@ def pressure() -> int | None:
     return cpu_pressure_us()
 
 
+def listen_overflows() -> int | None:
+    """The machine's count of connections dropped because a listener's accept queue was full (TcpExtListenOverflows):
+    each is a client whose SYN goes unanswered and is retried after 1, 3, 7, 15 s. Machine-wide."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(table["ListenOverflows"]) if "ListenOverflows" in table else None
+    return None
+
+
 async def http_get(url: str) -> tuple[int, bytes]:
     import aiohttp
 
@@ -482,6 +496,7 @@ class Sampler:
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self.cpu0, self.t0 = pid, 0, proc_cpu_seconds(pid), time.monotonic()
         self.psi0 = pressure()
+        self.overflows0 = listen_overflows()
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -495,10 +510,13 @@ class Sampler:
         wall = time.monotonic() - self.t0
         cpu = proc_cpu_seconds(self.pid) - self.cpu0
         psi = pressure()
+        overflows = listen_overflows()
         mem = proc_memory_kib(self.pid)
         return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "cpu_cores": round(cpu / wall, 2) if wall else None,
                 "rss_mib": round(mem.get("VmRSS", 0) / 1024, 1), "peak_rss_mib": round(self.peak / 1024, 1),
                 "hwm_mib": round(mem.get("VmHWM", 0) / 1024, 1),
+                "listen_overflows": overflows - self.overflows0
+                if overflows is not None and self.overflows0 is not None else None,
                 "cpu_pressure_some_pct": round((psi - self.psi0) / 1e4 / wall, 1)
                 if psi and self.psi0 and wall else None}  # fmt: skip
 
@@ -565,7 +583,7 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         ckube.write_text(kube.read_text().replace(f":{sim_port}", f":{proxy_port}"))
         await asyncio.sleep(0.5)
         launcher = [PY, str(HERE), "collector-gc"] if args.gc_log else NODEMETA
-        col_cmd = [*launcher, "--log-level", "warning", "collector", "run", "--kubeconfig", str(ckube),
+        col_cmd = [*launcher, "--log-level", args.collector_log_level, "collector", "run", "--kubeconfig", str(ckube),
                    "--broker-bind-address", f"127.0.0.1:{grpc_port}", "--metrics-bind-address", "0",
                    "--health-probe-bind-address", f"127.0.0.1:{probe_port}"]  # fmt: skip
         r["collector_cmd"] = " ".join(col_cmd[1:])
@@ -596,9 +614,24 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         await asyncio.sleep(2)
         r["idle_after_sync"] = {"rss_mib": round(proc_memory_kib(col.pid)["VmRSS"] / 1024, 1)}
         # restart and resync
+        prof = profile(args, col.pid, workdir, "shutdown")
+        if args.profile:
+            await asyncio.sleep(1.0)  # py-spy attaches before the signal
         t0 = time.monotonic()
         psi0 = pressure()
-        r["restart"] = {"stop_s": round(col.stop(), 2)}
+        cpu_before_stop = proc_cpu_seconds(col.pid)
+        overflows_before_stop = listen_overflows()
+        stop_task = asyncio.create_task(asyncio.to_thread(col.stop))
+        cpu_stop = cpu_before_stop
+        while not stop_task.done():  # the collector's CPU until it exits (read while /proc still has it)
+            with contextlib.suppress(OSError):
+                cpu_stop = proc_cpu_seconds(col.pid)
+            await asyncio.sleep(0.05)
+        overflows_after_stop = listen_overflows()
+        r["restart"] = {"stop_s": round(await stop_task, 2), "stop_cpu_s": round(cpu_stop - cpu_before_stop, 2),
+                        "stop_listen_overflows": overflows_after_stop - overflows_before_stop
+                        if overflows_after_stop is not None and overflows_before_stop is not None else None,
+                        "stop_profile": await prof.stop()}  # fmt: skip
         col = Proc(col_cmd, "collector", workdir)
         procs.append(col)
         smp = Sampler(col.pid)
@@ -801,6 +834,11 @@ def main() -> None:
     run.add_argument("--full-agents", type=int, default=10)
     run.add_argument("--no-agents", action="store_true", help="skip the API load comparison")
     run.add_argument("--gc-log", action="store_true", help="run the collector under a gc-pause logger")
+    run.add_argument(
+        "--collector-log-level",
+        default="warning",
+        help="info logs every stream and the shutdown's steps (in collector.stderr), at some CPU cost",
+    )
     run.add_argument("--profile", action="store_true", help="py-spy the collector during sync, resync and churn")
     run.add_argument("--direct-agents", type=int, default=200, help="direct agents measured (extrapolate to N)")
     run.add_argument("--agent-window", type=float, default=10.0)

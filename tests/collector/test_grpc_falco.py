@@ -21,7 +21,14 @@ from nodemeta.api.falco import metadata_pb2
 from nodemeta.collector.broker import Broker
 from nodemeta.collector.grpc_falco import NODE_NAME_HINT, falco_kinds
 from nodemeta.collector.model import FALCO_KINDS, ObjectRef, OwnerInfo, ServiceInfo
-from nodemeta.collector.server import ServerConfigError, bound_port, build_server, server_options, stop
+from nodemeta.collector.server import (
+    ABORT_EACH_LIMIT,
+    ServerConfigError,
+    bound_port,
+    build_server,
+    server_options,
+    stop,
+)
 from nodemeta.collector.server import ServerSettings as Settings
 from tests.collector.grpc_clients import (
     BARE_RS,
@@ -38,6 +45,7 @@ from tests.collector.grpc_clients import (
     quiesce,
     scenario,
     serving,
+    v1_watch,
 )
 
 PLUGIN_KINDS = ("Pod", "Namespace", "Deployment", "Service", "ReplicaSet", "ReplicaController")
@@ -170,6 +178,45 @@ async def test_shutdown_ends_every_stream_with_unavailable() -> None:
     await quiesce(before)
 
 
+@pytest.mark.parametrize("abort_each_limit", [ABORT_EACH_LIMIT, 0], ids=["each-stream-ends-itself", "grpc-cancels-all"])
+async def test_shutdown_with_a_connection_per_stream_closes_them_with_every_status_delivered(
+    abort_each_limit: int,
+) -> None:
+    """With streams on connections of their own, the server closes the connections once every handler has ended, without
+    waiting for the clients to close them: every client still gets UNAVAILABLE, with the collector's details when
+    there are few streams (each handler ends its own), with gRPC's when there are many (cancelled all at once)."""
+    before = asyncio.all_tasks()
+    broker = new_broker(scenario())
+    server = build_server(broker, address="127.0.0.1:0")
+    await server.start()
+    target = f"127.0.0.1:{bound_port(server)}"
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(target, options=own) for _ in range(24)]
+    try:
+        falco = [falco_watch(channel, NODE) for channel in channels[:12]]
+        v1 = [v1_watch(channel, NODE) for channel in channels[12:]]
+        for watcher in falco:
+            await watcher.take(14)
+        for watcher in v1:
+            await watcher.take(1)
+        assert broker.subscriber_count == 24
+        await stop(server, broker, grace=30, abort_each_limit=abort_each_limit)
+        for watcher in [*falco, *v1]:
+            error = await watcher.status()
+            assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+            if abort_each_limit:
+                assert "shutting down" in (error.details() or ""), error
+        assert broker.subscriber_count == 0 and broker.closed and broker.session_count == 0
+        assert not broker.index.is_subscribed(NODE)
+        # The listener is gone: a new call fails instead of reaching a handler.
+        late = await falco_watch(channels[0], NODE).status()
+        assert late.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" not in (late.details() or "")
+    finally:
+        for channel in channels:
+            await channel.close()
+    await quiesce(before)
+
+
 async def test_a_watch_arriving_after_the_broker_closed_is_unavailable(
     broker: Broker, channel: grpc.aio.Channel
 ) -> None:
@@ -212,7 +259,8 @@ async def test_a_stuck_subscriber_is_ended_while_another_on_the_node_keeps_up() 
         await healthy_channel.close()
 
 
-async def test_shutdown_is_bounded_by_the_grace_even_with_a_client_that_stopped_reading() -> None:
+@pytest.mark.parametrize("abort_each_limit", [ABORT_EACH_LIMIT, 0], ids=["each-stream-ends-itself", "grpc-cancels-all"])
+async def test_shutdown_is_bounded_by_the_grace_even_with_a_client_that_stopped_reading(abort_each_limit: int) -> None:
     before = asyncio.all_tasks()
     broker = new_broker(scenario())
     server = build_server(broker, address="127.0.0.1:0")
@@ -230,7 +278,7 @@ async def test_shutdown_is_bounded_by_the_grace_even_with_a_client_that_stopped_
             broker.apply(pod("web-1", owner=RS.ref, labels={"app": "nginx", "big": f"{i}" + "x" * 20_000}))
         await healthy.take(20)
         started = time.monotonic()
-        await stop(server, broker, grace=0.3)
+        await stop(server, broker, grace=0.3, abort_each_limit=abort_each_limit)
         assert time.monotonic() - started < 2.0
         assert (await healthy.status()).code() == grpc.StatusCode.UNAVAILABLE
         assert broker.subscriber_count == 0

@@ -20,10 +20,11 @@ Wiring, in the order data flows:
   reports ready at once: a known weakness, fixed here), and `/readyz` answers 200. The other kinds (StatefulSet,
   Job, CronJob, Node) only add owners to nodemeta.v1 streams, and the Go collector's RBAC (its Helm chart's
   ClusterRole) does not grant them: they join when they can be listed, and never hold the collector back;
-* shutdown (`stop()`, wired to SIGTERM and SIGINT by the command line): `/readyz` turns 503, the broker closes so
-  every open stream ends with UNAVAILABLE (never OK: the Falco plugin would not reconnect) and new calls are
-  refused the same way, the gRPC server stops, cancelling within `shutdown_grace` any handler still running, then
-  the informers, the HTTP listeners and the API connections close, and `run()` returns.
+* shutdown (`stop()`, wired to SIGTERM and SIGINT by the command line): `/readyz` turns 503, the periodic heap
+  freeze stops, the gRPC server stops taking calls and every open stream ends with UNAVAILABLE (never OK: the Falco
+  plugin would not reconnect): each ended by its handler with the collector's details when there are few, all
+  cancelled by gRPC at once when there are thousands (`server.stop`), within `shutdown_grace`; then the informers,
+  the HTTP listeners and the API connections close, and `run()` returns.
 """
 
 from __future__ import annotations
@@ -211,11 +212,13 @@ class Collector:
                 ]
                 try:
                     if await self._wait_synced():
+                        freezer = None
                         if s.heap_freeze_interval > 0:
-                            running.append(
-                                tasks.create_task(refreeze_periodically(s.heap_freeze_interval), name="heap-freeze")
+                            freezer = tasks.create_task(
+                                refreeze_periodically(s.heap_freeze_interval), name="heap-freeze"
                             )
-                        await self._serve(server)
+                            running.append(freezer)
+                        await self._serve(server, freezer)
                 finally:
                     self._stopping = True
                     for task in running:
@@ -266,7 +269,7 @@ class Collector:
                 with contextlib.suppress(asyncio.CancelledError):
                     await future
 
-    async def _serve(self, server: grpc.aio.Server) -> None:
+    async def _serve(self, server: grpc.aio.Server, freezer: asyncio.Task[None] | None) -> None:
         s = self.settings
         broker_log.info("starting grpc server", addr=str(s.broker_address), port=self.grpc_port, tls=s.tls is not None)
         await server.start()
@@ -275,6 +278,9 @@ class Collector:
             await self._stop_requested.wait()
         finally:
             self._stopping = True
+            if freezer is not None:
+                # A full collection in the middle of a shutdown only delays it (up to a second with 5,000 streams).
+                freezer.cancel()
             broker_log.info(
                 "shutdown signal received, waiting for grpc connections to close",
                 subscribers=self.broker.subscriber_count,

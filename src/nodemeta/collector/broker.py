@@ -525,15 +525,19 @@ class Broker:
         sub._task = None
         self._drop(sub, "unsubscribed")
 
-    def close(self) -> None:
-        """Shutdown: end every subscription ("shutdown") and forget every memory and session."""
+    def close(self, *, end_streams: bool = True) -> None:
+        """Shutdown: end every subscription ("shutdown") and forget every memory and session.
+
+        `end_streams=False` forgets the subscriptions without ending them: their servicers stay asleep until
+        something else ends their calls (the gRPC server cancelling every call at once), and receive nothing more.
+        """
         if self._closed:
             return
         self._closed = True
         observer = self.observer
         for subs in self._by_node.values():
             for sub in subs:
-                if sub._ended is None:
+                if sub._ended is None and end_streams:
                     sub._end("shutdown")
                 if observer is not None:
                     observer.subscriber_ended(sub.node, "shutdown")

@@ -2,24 +2,38 @@
 
 `build_server` binds the port at once (`bound_port` tells which), so a busy port or a bad certificate is a start-up
 error; the caller starts the server. `stop` is the graceful shutdown: the server stops taking calls, the broker
-closes, so every open Watch ends with UNAVAILABLE (a Falco plugin stops for good on OK), and whatever is still open
-after the grace period is cancelled.
+closes, so every open Watch ends with UNAVAILABLE (a Falco plugin stops for good on OK), whatever is still open
+after the grace period is cancelled, and the connections close as soon as no handler runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
+import structlog
 
 from nodemeta.collector.broker import Broker
 from nodemeta.collector.grpc_falco import FalcoWatch
 from nodemeta.collector.grpc_stream import NodeMetadataWatch
 
-__all__ = ["ServerConfigError", "ServerSettings", "bound_port", "build_server", "server_options", "stop"]
+__all__ = [
+    "ABORT_EACH_LIMIT",
+    "ServerConfigError",
+    "ServerSettings",
+    "bound_port",
+    "build_server",
+    "server_options",
+    "stop",
+]
+
+log = structlog.get_logger("broker")
 
 
 class ServerConfigError(RuntimeError):
@@ -63,8 +77,44 @@ def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
     ]
 
 
-# The port each server was bound to (grpc.aio.Server does not tell).
+class _OpenCalls:
+    """The calls whose handler is still running, so a shutdown knows when every stream has been ended."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self._idle: asyncio.Event | None = None
+
+    def track(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        """The same server-streaming handler, counted while it runs."""
+        assert handler.unary_stream is not None, "the metadata services only have server-streaming methods"
+        # grpc's stubs type handlers for the synchronous server; these are grpc.aio coroutines.
+        behavior = cast(Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[None]], handler.unary_stream)
+
+        async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            self.open += 1
+            try:
+                await behavior(request, context)
+            finally:
+                self.open -= 1
+                if not self.open and self._idle is not None:
+                    self._idle.set()
+
+        return grpc.unary_stream_rpc_method_handler(
+            counted,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def wait_idle(self) -> None:
+        """Return once no handler runs."""
+        while self.open:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+
+
+# The port each server was bound to (grpc.aio.Server does not tell), and its open calls.
 _ports: weakref.WeakKeyDictionary[grpc.aio.Server, int] = weakref.WeakKeyDictionary()
+_calls: weakref.WeakKeyDictionary[grpc.aio.Server, _OpenCalls] = weakref.WeakKeyDictionary()
 
 
 def build_server(
@@ -83,8 +133,9 @@ def build_server(
     loop running; start the server with `await server.start()`."""
     tls = _read_tls(tls_cert, tls_key)
     server = grpc.aio.server(options=server_options(settings))
+    calls = _OpenCalls()
     for service in (FalcoWatch(broker), NodeMetadataWatch(broker)):
-        handlers = service.method_handlers()
+        handlers = {name: calls.track(handler) for name, handler in service.method_handlers().items()}
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.SERVICE, handlers),))
         server.add_registered_method_handlers(service.SERVICE, handlers)
     try:
@@ -98,6 +149,7 @@ def build_server(
     if port == 0:
         raise ServerConfigError(f"cannot listen on {address}")
     _ports[server] = port
+    _calls[server] = calls
     return server
 
 
@@ -106,16 +158,53 @@ def bound_port(server: grpc.aio.Server) -> int:
     return _ports[server]
 
 
-async def stop(server: grpc.aio.Server, broker: Broker, grace: float | None) -> None:
-    """Graceful shutdown: stop taking calls, end every subscription (their streams end with UNAVAILABLE, never OK),
-    and cancel within `grace` seconds whatever is still open (a stream stuck writing to a client that stopped
-    reading).
+# Open streams up to which a shutdown ends each one itself, with the collector's own UNAVAILABLE details; beyond,
+# gRPC cancels them all at once (UNAVAILABLE as well, with gRPC's details). Each handler's own abort waits on gRPC's
+# core while it shuts thousands of connections down: measured with 5,000 streams on a busy machine, 138 streams
+# ended in 3.5 s that way. A hundred or so end in well under a second.
+ABORT_EACH_LIMIT = 256
+
+
+async def stop(
+    server: grpc.aio.Server, broker: Broker, grace: float | None, *, abort_each_limit: int = ABORT_EACH_LIMIT
+) -> None:
+    """Graceful shutdown: stop taking calls, end every stream with UNAVAILABLE (never OK), and be done within
+    `grace` seconds (None: at once).
 
     The server stops taking calls first: clients whose stream just ended reconnect at once, and with thousands of
-    them, serving (and refusing) their new calls took most of a shutdown (14 s with 5,000 streams)."""
+    them, serving (and refusing) their new calls took most of a shutdown (14 s with 5,000 streams).
+
+    With at most `abort_each_limit` open streams, the broker closes and each handler ends its stream with the
+    collector's details ("the collector is shutting down; reconnect"); what is still open after half the grace (a
+    stream stuck writing to a client that stopped reading) is cancelled. With more, the broker forgets its
+    subscriptions without waking them and gRPC cancels every call at once. Either way the connections are closed as
+    soon as no handler runs: a graceful grpc stop also waits for every client to close its connection after the
+    GOAWAY, which with 5,000 connections to busy clients took the whole grace."""
     stopping = asyncio.ensure_future(server.stop(grace))
     await asyncio.sleep(0)  # the server has begun its shutdown: no new call from here on
+    calls = _calls.get(server)
+    started = time.monotonic()
+    if calls is not None and calls.open > abort_each_limit:
+        log.info("cancelling every stream", open_streams=calls.open)
+        broker.close(end_streams=False)
+        await server.stop(None)
+        await stopping
+        log.info("every stream ended", seconds=round(time.monotonic() - started, 3))
+        return
     broker.close()
+    if calls is not None:
+        try:
+            async with asyncio.timeout(None if grace is None else grace / 2):
+                await calls.wait_idle()
+        except TimeoutError:
+            log.warning(
+                "streams still open at the shutdown deadline; cancelling them",
+                open_streams=calls.open,
+                seconds=round(time.monotonic() - started, 3),
+            )
+        else:
+            log.info("every stream ended", seconds=round(time.monotonic() - started, 3))
+        await server.stop(None)
     await stopping
 
 
