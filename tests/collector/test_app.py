@@ -419,6 +419,29 @@ async def test_ready_only_after_every_informer_synced(tmp_path: Path) -> None:
             assert 'nodemeta_informer_list_failures_total{kind="ReplicationController"}' in body
 
 
+async def test_a_call_made_before_sync_waits_at_the_gate_and_then_gets_the_whole_view(tmp_path: Path) -> None:
+    """Agents reconnecting to a restarted collector connect at once and wait (no listen-queue overflow, no retry
+    backoff), and receive nothing until the caches synced: then exactly the node's view."""
+    async with SimServer(SimSettings(nodes=1, seed=3, controllers=())) as sim:
+        uid = one_pod(sim)
+        sim.faults.fail(1.0, code=500, applies=forbidden("replicationcontrollers"))
+        async with running_collector(sim, tmp_path, wait=False) as collector:
+            await eventually(lambda: collector.grpc_port != 0 and collector.unsynced() == ["ReplicationController"])
+            async with channel_to(collector) as channel:
+                sub = FalcoSubscriber("node-1").start(channel)
+                try:
+                    # The connection is up (before the gate existed, the port was bound but not started: no
+                    # connection could complete until the caches synced).
+                    await eventually(lambda: channel.get_state() == grpc.ChannelConnectivity.READY, what="connected")
+                    await asyncio.sleep(0.3)
+                    assert sub.objects == {} and collector.broker.subscriber_count == 0
+                    sim.faults.clear()
+                    await eventually(lambda: sub.matches(sim), what="the whole view after sync")
+                    assert ("Pod", uid) in sub.objects
+                finally:
+                    await sub.close()
+
+
 async def test_kinds_beyond_the_go_collectors_rbac_do_not_hold_readiness(tmp_path: Path) -> None:
     """With the Go collector's ClusterRole (no nodes, statefulsets, jobs, cronjobs) the collector still serves."""
     async with SimServer(SimSettings(nodes=1, seed=3, controllers=())) as sim:

@@ -15,11 +15,13 @@ Wiring, in the order data flows:
   fans the resulting deltas out to subscribers' queues. Tombstone deletes from a relist take the same path, so
   nothing downstream infers a deletion from absence;
 * readiness: the informers of the Go collector's seven kinds (Pod, Namespace, Service, Deployment, ReplicaSet,
-  DaemonSet, ReplicationController) have their first full list cached. Only then does the gRPC server start
-  accepting calls, so no subscriber receives the initial sync of a half-filled cache (the Go collector serves and
-  reports ready at once: a known weakness, fixed here), and `/readyz` answers 200. The other kinds (StatefulSet,
-  Job, CronJob, Node) only add owners to nodemeta.v1 streams, and the Go collector's RBAC (its Helm chart's
-  ClusterRole) does not grant them: they join when they can be listed, and never hold the collector back;
+  DaemonSet, ReplicationController) have their first full list cached. Only then are calls admitted, so no
+  subscriber receives the initial sync of a half-filled cache (the Go collector serves and reports ready at once: a
+  known weakness, fixed here), and `/readyz` answers 200. Until then the gRPC server accepts calls and holds each at
+  its admission gate, so reconnecting agents wait on an open connection instead of overflowing the listen queue.
+  The other kinds (StatefulSet, Job, CronJob, Node) only add owners to nodemeta.v1 streams, and the Go
+  collector's RBAC (its Helm chart's ClusterRole) does not grant them: they join when they can be listed, and never
+  hold the collector back;
 * shutdown (`stop()`, wired to SIGTERM and SIGINT by the command line): `/readyz` turns 503, the periodic heap
   freeze stops, the gRPC server stops taking calls and every open stream ends with UNAVAILABLE (never OK: the Falco
   plugin would not reconnect): each ended by its handler with the collector's details when there are few, all
@@ -141,6 +143,7 @@ class Collector:
         self.metrics_port = 0
         self._stop_requested = asyncio.Event()
         self._serving = asyncio.Event()
+        self._admit = asyncio.Event()
         self._stopping = False
 
     # -- state --------------------------------------------------------------------------------------------------
@@ -186,15 +189,18 @@ class Collector:
         """
         s = self.settings
         async with contextlib.AsyncExitStack() as stack:
-            # Bound now, so a busy port or a bad certificate fails the start; it accepts calls only once started.
+            # Bound and started now, so a busy port or a bad certificate fails the start; calls are accepted at
+            # once and wait at the admission gate, holding nothing, until the caches have synced.
             server = build_server(
                 self.broker,
                 address=s.broker_address.target,
                 tls_cert=str(s.tls.cert) if s.tls is not None else None,
                 tls_key=str(s.tls.key) if s.tls is not None else None,
+                admit=self._admit,
             )
             stack.push_async_callback(server.stop, None)  # a no-op after a graceful stop; else cancels at once
             self.grpc_port = bound_port(server)
+            await server.start()
             await stack.enter_async_context(self.client)
             probe = HttpServer("health probe", probe_app(self.readiness), s.probe_address)
             await probe.start()
@@ -272,7 +278,7 @@ class Collector:
     async def _serve(self, server: grpc.aio.Server, freezer: asyncio.Task[None] | None) -> None:
         s = self.settings
         broker_log.info("starting grpc server", addr=str(s.broker_address), port=self.grpc_port, tls=s.tls is not None)
-        await server.start()
+        self._admit.set()
         self._serving.set()
         try:
             await self._stop_requested.wait()
