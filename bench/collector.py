@@ -28,6 +28,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -775,7 +776,9 @@ async def run_main(args: argparse.Namespace) -> None:
     for size in args.sizes.split(","):
         n, p, s = (int(x) for x in size.split("x"))
         d = workdir / size
-        d.mkdir(exist_ok=True)
+        # A previous run's logs would be read as this run's (its "cluster ready:" line among them).
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
         try:
             res = await run_size(n, p, s, args, d)
         except Exception as e:  # keep the sizes that worked
