@@ -13,10 +13,10 @@ from nodemeta.agent.direct_source import DirectMode
 from nodemeta.agent.metastore import MetadataSink
 from nodemeta.agent.settings import AgentSettings, ApiSettings, BindAddress, MirrorSettings, StreamSettings
 from nodemeta.agent.stream_source import CollectorSource
+from nodemeta.cri.model import Runtime
 from nodemeta.kube import BackoffSettings, load_config
 from nodemeta.sim import SimServer
 from nodemeta.sim.truth import node_view
-from tests.agent.fake_runtime import FakeRuntime
 from tests.collector.test_app import FAST as FAST_REFLECTOR
 
 FAST_MIRROR = MirrorSettings(
@@ -52,12 +52,18 @@ def collector(port: int, node: str) -> Callable[[MetadataSink], MetadataSource]:
 
 @contextlib.asynccontextmanager
 async def running_agent(
-    settings: AgentSettings, runtime: FakeRuntime, source: Callable[[MetadataSink], MetadataSource]
+    settings: AgentSettings,
+    runtime: Runtime,
+    source: Callable[[MetadataSink], MetadataSource],
+    *,
+    timeout: float = 10.0,
+    **agent_options: Any,
 ) -> AsyncIterator[Agent]:
-    agent = Agent(settings, runtime, source)
-    task = asyncio.create_task(agent.run(), name="agent")
+    """An Agent running in this event loop until the block ends, serving its socket; stopped and awaited after."""
+    agent = Agent(settings, runtime, source, **agent_options)
+    task = asyncio.create_task(agent.run(), name=f"agent-{settings.node_name}")
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(timeout):
             serving = asyncio.ensure_future(agent.wait_serving())
             await asyncio.wait({task, serving}, return_when=asyncio.FIRST_COMPLETED)
             serving.cancel()
@@ -68,7 +74,7 @@ async def running_agent(
         yield agent
     finally:
         agent.stop()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(timeout):
             await task
 
 

@@ -18,7 +18,7 @@ from nodemeta.agent.metastore import MetadataSink
 from nodemeta.agent.settings import AgentSettings, MirrorSettings
 from nodemeta.cri.client import CriClient
 from nodemeta.kube import BackoffSettings
-from tests.agent.helpers import agent_settings
+from tests.agent.helpers import agent_settings, running_agent
 from tests.lab.harness import ContainerdLab
 
 # A real runtime answers a relist in milliseconds; 0.2 s keeps the tests quick without spinning the shared CPUs.
@@ -43,17 +43,8 @@ def lab_settings(tmp_path: Path, node: str = "lab-node", **overrides: Any) -> Ag
 @contextlib.asynccontextmanager
 async def lab_agent(lab: ContainerdLab, settings: AgentSettings) -> AsyncIterator[Agent]:
     """An Agent on `lab` through `CriClient`, serving its unix socket; stopped (and awaited) on exit."""
-    async with CriClient(str(lab.socket)) as runtime:
-        agent = Agent(settings, runtime, IdleSource)
-        task = asyncio.create_task(agent.run(), name="lab-agent")
-        try:
-            async with asyncio.timeout(15):
-                await agent.wait_serving()
-            yield agent
-        finally:
-            agent.stop()
-            async with asyncio.timeout(15):
-                await task
+    async with CriClient(str(lab.socket)) as runtime, running_agent(settings, runtime, IdleSource, timeout=15) as agent:
+        yield agent
 
 
 def pod_addresses(lab: ContainerdLab, sandbox_id: str) -> set[str]:

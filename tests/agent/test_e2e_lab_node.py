@@ -35,7 +35,7 @@ from nodemeta.agent.metastore import MetadataSink
 from nodemeta.cri.finder import RuntimeFinder
 from nodemeta.sim import SimServer, SimSettings
 from nodemeta.sim.truth import node_view
-from tests.agent.helpers import agent_settings, collector, direct, eventually
+from tests.agent.helpers import agent_settings, collector, direct, eventually, running_agent
 from tests.agent.lab_agent import pod_addresses
 from tests.collector.test_app import DEPLOY_RES, NS_RES, POD_RES, SVC_RES, running_collector, settled_view
 from tests.lab.harness import ContainerdLab
@@ -133,17 +133,11 @@ def _agent_process(args: list[str], sock: Path) -> contextlib.AbstractAsyncConte
 async def _other_agent(tmp_path: Path, node: str, source: Source) -> AsyncIterator[Agent]:
     settings = agent_settings(tmp_path / node, node)
     (tmp_path / node).mkdir()
-    async with RuntimeFinder([str(tmp_path / node / "no-runtime.sock")]) as runtime:
-        agent = Agent(settings, runtime, source)
-        task = asyncio.create_task(agent.run(), name=f"agent-{node}")
-        try:
-            async with asyncio.timeout(15):
-                await agent.wait_serving()
-            yield agent
-        finally:
-            agent.stop()
-            async with asyncio.timeout(15):
-                await task
+    async with (
+        RuntimeFinder([str(tmp_path / node / "no-runtime.sock")]) as runtime,
+        running_agent(settings, runtime, source, timeout=15) as agent,
+    ):
+        yield agent
 
 
 async def _lookup(http: aiohttp.ClientSession, key: str) -> tuple[int, Any]:
