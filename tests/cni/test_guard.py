@@ -4,6 +4,7 @@ HTTP. Files change under it the way installers change them; the Node's taint and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from nodemeta.cni import patterns
 from nodemeta.cni.actions import ActionSettings, CaptureState, ChainActions, PodFinding, Severity
 from nodemeta.cni.conf import RuntimeModel
-from nodemeta.cni.guard import Guard, GuardSettings, node_findings
+from nodemeta.cni.guard import Guard, GuardSettings, PodSource, node_findings
 from nodemeta.cni.metrics import CniMetrics
 from nodemeta.cni.watch import ConfWatcher, WatchSettings
 from nodemeta.kube import ApiClient, Recorder, RecorderSettings, Writer, load_config
@@ -73,6 +74,33 @@ def _write(path: Path, conflist: dict[str, Any]) -> None:
     tmp.rename(path)
 
 
+@contextlib.asynccontextmanager
+async def _running_guard(
+    client: ApiClient,
+    node: str,
+    conf_dir: Path,
+    pods: PodSource,
+    *,
+    audit_interval: float,
+    actions: ActionSettings | None = None,
+    watch: WatchSettings | None = None,
+) -> AsyncIterator[tuple[Guard, Recorder]]:
+    """The guard wired as the agent wires it (watcher, recorder, actions against `client`), running for the block."""
+    writer = Writer(client)
+    recorder = Recorder(writer, host=node, settings=RecorderSettings(retry_interval=0.01))
+    chain = ChainActions(writer, recorder, CniMetrics(CollectorRegistry(), recorder.stats), node_name=node,
+                         settings=actions)  # fmt: skip
+    watcher = ConfWatcher(conf_dir, model=RuntimeModel(), required=["linkerd-cni"], settings=watch)
+    guard = Guard(watcher, chain, recorder, pods=pods, settings=GuardSettings(audit_interval=audit_interval))
+    task = asyncio.create_task(guard.run())
+    try:
+        yield guard, recorder
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_guard_taints_the_node_while_the_chain_is_broken_and_clears_it_when_fixed(
     cluster: tuple[SimServer, ApiClient], tmp_path: Path
 ) -> None:
@@ -82,16 +110,10 @@ async def test_guard_taints_the_node_while_the_chain_is_broken_and_clears_it_whe
     conf_dir.mkdir()
     _write(conf_dir / "10-calico.conflist", CHAINED)
 
-    writer = Writer(client)
-    recorder = Recorder(writer, host=node, settings=RecorderSettings(retry_interval=0.01))
-    actions = ChainActions(writer, recorder, CniMetrics(CollectorRegistry(), recorder.stats), node_name=node,
-                           settings=ActionSettings(taint_clear_after=0.2))  # fmt: skip
-    watcher = ConfWatcher(conf_dir, model=RuntimeModel(), required=["linkerd-cni"],
-                          settings=WatchSettings(debounce=0.05, max_delay=0.2, rescan_interval=5))  # fmt: skip
     pods = PodList()
-    guard = Guard(watcher, actions, recorder, pods=pods, settings=GuardSettings(audit_interval=0.2))
-    task = asyncio.create_task(guard.run())
-    try:
+    settings = WatchSettings(debounce=0.05, max_delay=0.2, rescan_interval=5)
+    async with _running_guard(client, node, conf_dir, pods, audit_interval=0.2, watch=settings,
+                              actions=ActionSettings(taint_clear_after=0.2)) as (guard, recorder):  # fmt: skip
         await guard.wait_ticks(1)
         assert await _taints(client, node) == []
 
@@ -107,10 +129,6 @@ async def test_guard_taints_the_node_while_the_chain_is_broken_and_clears_it_whe
         _write(conf_dir / "10-calico.conflist", CHAINED)
         await _until(lambda: _no_taint(client, node), "the taint to be removed")
         assert pods.calls >= 2
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 async def _has_taint(client: ApiClient, node: str) -> bool:
@@ -140,21 +158,11 @@ async def test_a_failing_pod_source_does_not_stop_the_guard(
             return [PodFinding(namespace="default", name="p", uid="u-1", resource_version="1",
                                state=CaptureState.UNKNOWN)]  # fmt: skip
 
-    writer = Writer(client)
-    recorder = Recorder(writer, host=node)
-    actions = ChainActions(writer, recorder, CniMetrics(CollectorRegistry(), recorder.stats), node_name=node)
-    watcher = ConfWatcher(conf_dir, model=RuntimeModel(), required=["linkerd-cni"])
-    guard = Guard(watcher, actions, recorder, pods=Failing(), settings=GuardSettings(audit_interval=0.05))
-    task = asyncio.create_task(guard.run())
-    try:
+    async with _running_guard(client, node, conf_dir, Failing(), audit_interval=0.05) as (guard, _recorder):
         await guard.wait_ticks(3)
         assert guard.failed_ticks == 1
         # The broken chain (no linkerd-cni in the only file) was acted on by the ticks that did run.
         await _until(lambda: _has_taint(client, node), "the taint")
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def test_config_findings_map_onto_node_findings() -> None:
@@ -187,13 +195,7 @@ async def test_while_the_pod_source_fails_known_pods_turn_unknown_and_the_node_i
             return [PodFinding(namespace="default", name="p", uid="u-1", resource_version="",
                                state=CaptureState.CAPTURED)]  # fmt: skip
 
-    writer = Writer(client)
-    recorder = Recorder(writer, host=node)
-    actions = ChainActions(writer, recorder, CniMetrics(CollectorRegistry(), recorder.stats), node_name=node)
-    watcher = ConfWatcher(conf_dir, model=RuntimeModel(), required=["linkerd-cni"])
-    guard = Guard(watcher, actions, recorder, pods=Flaky(), settings=GuardSettings(audit_interval=0.05))
-    task = asyncio.create_task(guard.run())
-    try:
+    async with _running_guard(client, node, conf_dir, Flaky(), audit_interval=0.05) as (guard, _recorder):
         await guard.wait_ticks(1)
         assert guard.status()["pods"][0]["state"] == "captured" and guard.failed_ticks == 0
         Flaky.fail = True
@@ -205,7 +207,3 @@ async def test_while_the_pod_source_fails_known_pods_turn_unknown_and_the_node_i
         # The reconcile still ran on the configuration: the taint is there (checked on the API server).
         await _until(lambda: _has_taint(client, node), "the taint")
         assert state["configValid"] is False and "CNIPluginMissing" in {f["code"] for f in state["findings"]}
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
