@@ -32,6 +32,9 @@ from nodemeta.cri.client import CriClient
 from tests.lab.harness import MESH_PLUGIN_TYPE, ContainerdLab
 
 MESH = MESH_PLUGIN_TYPE
+# The chains containerd loads: the lab's default network, and the same with the mesh plugin after it.
+BRIDGE_CHAIN = ["bridge", "portmap"]
+MESH_CHAIN = ["bridge", "portmap", MESH]
 SELECTED = {"mesh": "lab"}
 # containerd 1.6 runs libcni with its default cache dir on the host's file system (the lab shares it: only the
 # mount propagation is private); entries are named by sandbox id, so labs of other runs never collide.

@@ -15,10 +15,8 @@ from nodemeta.cni.capture import Family, NetnsView
 from nodemeta.cni.netns import SystemNetnsReader
 from nodemeta.cni.verdict import PodAudit, PodState
 from nodemeta.cri.client import CriClient
-from tests.cni.lab_chain import MESH, SELECTED, audit, audit_settings, wait_loaded, with_mesh
+from tests.cni.lab_chain import MESH_CHAIN, SELECTED, audit, audit_settings, wait_loaded, with_mesh
 from tests.lab.harness import ContainerdLab
-
-MESH_CHAIN = ["bridge", "portmap", MESH]
 
 
 class SteppingReader:

@@ -10,7 +10,9 @@ from nodemeta.cni.patterns import Code
 from nodemeta.cni.verdict import PodState, SkipReason
 from tests.cni.conf_writers import truncate_write
 from tests.cni.lab_chain import (
+    BRIDGE_CHAIN,
     MESH,
+    MESH_CHAIN,
     SELECTED,
     audit,
     check,
@@ -25,9 +27,6 @@ from tests.cni.lab_chain import (
     with_mesh,
 )
 from tests.lab.harness import CONFLIST_NAME, ContainerdLab
-
-BRIDGE_CHAIN = ["bridge", "portmap"]
-MESH_CHAIN = ["bridge", "portmap", MESH]
 
 
 async def test_correct_order_pods_are_captured(clean_lab: ContainerdLab) -> None:

@@ -18,7 +18,9 @@ from nodemeta.cni.policy import PolicySettings, Selector
 from nodemeta.cni.verdict import PodState
 from tests.cni.conf_writers import atomic_write, truncate_write
 from tests.cni.lab_chain import (
+    BRIDGE_CHAIN,
     MESH,
+    MESH_CHAIN,
     SELECTED,
     audit,
     check,
@@ -32,9 +34,6 @@ from tests.cni.lab_chain import (
     with_mesh,
 )
 from tests.lab.harness import CONFLIST_NAME, NETWORK_NAME, ContainerdLab
-
-BRIDGE_CHAIN = ["bridge", "portmap"]
-MESH_CHAIN = ["bridge", "portmap", MESH]
 
 
 async def test_delete_then_create_without_the_plugin(clean_lab: ContainerdLab) -> None:

@@ -29,7 +29,7 @@ import pytest
 from nodemeta.kube import ApiClient, NotFound, load_config
 from nodemeta.sim import SimServer, SimSettings
 from tests.cni.conf_writers import truncate_write
-from tests.cni.lab_chain import MESH, RESULTS_DIR, SELECTED, encode, wait_loaded, with_mesh
+from tests.cni.lab_chain import BRIDGE_CHAIN, MESH, MESH_CHAIN, RESULTS_DIR, SELECTED, encode, wait_loaded, with_mesh
 from tests.collector.test_app import DEPLOY_RES, NS_RES, settled_view
 from tests.lab.harness import CONFLIST_NAME, ContainerdLab
 from tests.processes import nodemeta_process
@@ -38,8 +38,6 @@ NODE = "node-1"
 NS = "shop"
 TAINT = "nodemeta.io/cni-not-ready"
 LABEL = "nodemeta.io/cni-uncaptured"
-MESH_CHAIN = ["bridge", "portmap", MESH]
-BRIDGE_CHAIN = ["bridge", "portmap"]
 
 
 def _workloads(sim: SimServer) -> None:
