@@ -142,8 +142,8 @@ class Collector:
         self.probe_port = 0
         self.metrics_port = 0
         self._stop_requested = asyncio.Event()
+        # Set once the caches synced: calls pass the server's admission gate from then on.
         self._serving = asyncio.Event()
-        self._admit = asyncio.Event()
         self._stopping = False
 
     # -- state --------------------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class Collector:
                 address=s.broker_address.target,
                 tls_cert=str(s.tls.cert) if s.tls is not None else None,
                 tls_key=str(s.tls.key) if s.tls is not None else None,
-                admit=self._admit,
+                admit=self._serving,
             )
             stack.push_async_callback(server.stop, None)  # a no-op after a graceful stop; else cancels at once
             self.grpc_port = bound_port(server)
@@ -278,7 +278,6 @@ class Collector:
     async def _serve(self, server: grpc.aio.Server, freezer: asyncio.Task[None] | None) -> None:
         s = self.settings
         broker_log.info("starting grpc server", addr=str(s.broker_address), port=self.grpc_port, tls=s.tls is not None)
-        self._admit.set()
         self._serving.set()
         try:
             await self._stop_requested.wait()
