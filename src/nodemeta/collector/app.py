@@ -22,6 +22,9 @@ Wiring, in the order data flows:
   The other kinds (StatefulSet, Job, CronJob, Node) only add owners to nodemeta.v1 streams, and the Go
   collector's RBAC (its Helm chart's ClusterRole) does not grant them: they join when they can be listed, and never
   hold the collector back;
+* HTTP: `/healthz` and `/readyz` on one listener, `/metrics` on another, as controller-runtime serves the Go
+  collector (`--health-probe-bind-address`, `--metrics-bind-address`), so existing probes, NetworkPolicies and
+  ServiceMonitors keep pointing at the right ports (`nodemeta.serving`, shared with the agent and the CNI guard);
 * shutdown (`stop()`, wired to SIGTERM and SIGINT by the command line): `/readyz` turns 503, the periodic heap
   freeze stops, the gRPC server stops taking calls and every open stream ends with UNAVAILABLE (never OK: the Falco
   plugin would not reconnect): each ended by its handler with the collector's details when there are few, all
@@ -44,7 +47,6 @@ import structlog
 from nodemeta.collector.adapters import namespace_info, node_info, owner_info, pod_info, service_info
 from nodemeta.collector.broker import Broker, BrokerSettings
 from nodemeta.collector.heap import freeze_heap, refreeze_periodically
-from nodemeta.collector.http import HttpServer, Readiness, metrics_app, probe_app
 from nodemeta.collector.metrics import CONTENT_TYPE, CollectorMetrics, EventCounters
 from nodemeta.collector.model import FALCO_KINDS, ObjectInfo
 from nodemeta.collector.relations import RelationIndex
@@ -69,6 +71,7 @@ from nodemeta.kube import (
     Informer,
     Resource,
 )
+from nodemeta.serving import Readiness, TcpServer, metrics_app, probe_app
 
 __all__ = ["FEEDS", "REQUIRED_KINDS", "Collector"]
 
@@ -202,12 +205,12 @@ class Collector:
             self.grpc_port = bound_port(server)
             await server.start()
             await stack.enter_async_context(self.client)
-            probe = HttpServer("health probe", probe_app(self.readiness), s.probe_address)
+            probe = TcpServer("health probe", probe_app(self.readiness), s.probe_address)
             await probe.start()
             stack.push_async_callback(probe.stop)
             self.probe_port = probe.port
             if s.metrics_address is not None:
-                metrics = HttpServer("metrics", metrics_app(self.metrics.exposition, CONTENT_TYPE), s.metrics_address)
+                metrics = TcpServer("metrics", metrics_app(self.metrics.exposition, CONTENT_TYPE), s.metrics_address)
                 await metrics.start()
                 stack.push_async_callback(metrics.stop)
                 self.metrics_port = metrics.port
@@ -219,7 +222,7 @@ class Collector:
                 try:
                     if await self._wait_synced():
                         freezer = None
-                        if s.heap_freeze_interval > 0:
+                        if s.freeze_heap and s.heap_freeze_interval > 0:
                             freezer = tasks.create_task(
                                 refreeze_periodically(s.heap_freeze_interval), name="heap-freeze"
                             )
@@ -247,7 +250,8 @@ class Collector:
                 if synced in done:
                     # The synced caches and the index live as long as the process: out of the cyclic GC's
                     # reach (see `heap`), and whatever comes later too, every heap_freeze_interval.
-                    freeze_heap()
+                    if self.settings.freeze_heap:
+                        freeze_heap()
                     log.info(
                         "caches synced",
                         seconds=round(time.monotonic() - started, 3),

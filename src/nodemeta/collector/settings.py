@@ -51,6 +51,10 @@ class CollectorSettings:
     # 5,000 subscribers resynced (bench/collector.py), tens of ms for 10 s of 200 pod changes/s. 10 s keeps each
     # one short, even while thousands of subscribers join. 0 collects and freezes only once, after the sync.
     heap_freeze_interval: float = 10.0
+    # Whether to freeze at all. The heap and the GC thresholds belong to the whole process: the command line
+    # freezes (a collector process holds nothing else), a program that embeds a Collector (a test, a demo) may
+    # want its own collections left alone and turn this off.
+    freeze_heap: bool = True
     # Log the kinds still unsynced this often while waiting (an API server that refuses a list, or RBAC that
     # lacks a verb, shows up here and in /readyz rather than as silence). 30 s is the e2e tests' start budget.
     sync_report_interval: float = 30.0

@@ -52,14 +52,10 @@ from nodemeta.kube.errors import (
 from nodemeta.kube.events import NORMAL, WARNING, Recorder, RecorderSettings, RecorderStats
 from nodemeta.kube.informer import Informer
 from nodemeta.kube.models import (
-    Container,
-    ContainerPort,
-    ContainerStatus,
     KubeObject,
     ListMeta,
     Namespace,
     Node,
-    NodeAddress,
     ObjectList,
     ObjectMeta,
     OwnerReference,
@@ -134,9 +130,6 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "ConnectionLost",
-    "Container",
-    "ContainerPort",
-    "ContainerStatus",
     "Correlator",
     "CorrelatorSettings",
     "Credentials",
@@ -155,7 +148,6 @@ __all__ = [
     "Modified",
     "Namespace",
     "Node",
-    "NodeAddress",
     "NotFound",
     "ObjectList",
     "ObjectMeta",

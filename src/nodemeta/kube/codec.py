@@ -84,18 +84,19 @@ class Codec(Generic[T]):
         self._list: msgspec.json.Decoder[ObjectList[T]] = msgspec.json.Decoder(list_type)
 
     def decode_list(self, body: bytes) -> ObjectList[T]:
-        """One LIST page."""
+        """One LIST page, its items sharing their repeated strings (`KubeObject.shared`)."""
         try:
-            return self._list.decode(body)
+            page = self._list.decode(body)
         except msgspec.DecodeError as err:
             raise DecodeError(f"list of {self.model.__name__}: {err}") from err
+        return msgspec.structs.replace(page, items=tuple([item.shared() for item in page.items]))
 
     def decode_event(self, line: bytes) -> Event[T]:
         """One watch line. Unknown event types are a DecodeError, like malformed JSON."""
         try:
             event = _envelope.decode(line)
             if event.type in (ADDED, MODIFIED, DELETED):
-                return Change(event.type, self._object.decode(event.object))
+                return Change(event.type, self._object.decode(event.object).shared())
             if event.type == BOOKMARK:
                 meta = _bookmark.decode(event.object).metadata
                 return Bookmark(meta.resource_version, meta.annotations)
