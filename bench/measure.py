@@ -1,4 +1,5 @@
-"""Measuring helpers shared by the benchmarks: a process's CPU, the machine's CPU pressure, file limits."""
+"""Measuring helpers shared by the benchmarks: a process's CPU, the machine's CPU pressure, file limits, watch
+streams read line by line."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -118,3 +122,32 @@ def summarize_profile(path: Path, top: int) -> dict[str, Any]:
         return [(frame, round(100 * n / total, 1)) for frame, n in counter.most_common(top)] if total else []
 
     return {"samples": total, "self_pct": share(own), "inclusive_pct": share(inclusive)}
+
+
+async def open_stream(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
+    """GET a streaming URL (a watch); anything but 200 is a BenchError with the start of the body."""
+    resp = await session.get(url)
+    if resp.status != 200:
+        text = await resp.text()
+        resp.close()
+        raise BenchError(f"watch {url}: {resp.status} {text[:300]}")
+    return resp
+
+
+async def read_lines(
+    resp: aiohttp.ClientResponse, feed: Callable[[bytes, float], None], received: Callable[[int], None]
+) -> str | None:
+    """Feed every newline-delimited line of `resp` with the time the chunk carrying it arrived (perf_counter), and
+    count the bytes as they come; returns the connection error that ended the stream, or None at a clean end."""
+    pending = b""
+    try:
+        async for chunk in resp.content.iter_any():
+            now = time.perf_counter()
+            received(len(chunk))
+            data = pending + chunk if pending else chunk
+            *lines, pending = data.split(b"\n")
+            for line in lines:
+                feed(line, now)
+    except (aiohttp.ClientError, ConnectionError) as err:
+        return repr(err)
+    return None

@@ -58,7 +58,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from measure import BenchError, Contention, Profiler, proc_cpu_seconds, raise_nofile_limit
+from measure import BenchError, Contention, Profiler, open_stream, proc_cpu_seconds, raise_nofile_limit, read_lines
 
 LOOPBACK = "127.0.0.1"
 # The load side reads most cluster-wide events by byte search (see WatchLog.feed); every FULL_PARSE_EVERY-th line
@@ -745,34 +745,25 @@ class WatchLog:
             if (obj.get("spec") or {}).get("nodeName") != self.node:
                 self.wrong_node += 1
 
+    def received(self, count: int) -> None:
+        self.bytes += count
+
     def window(self, low: int, high: int) -> tuple[int, int]:
         """Indexes of the events with low < rv <= high."""
         return bisect.bisect_right(self.rvs, low), bisect.bisect_right(self.rvs, high)
 
 
 async def open_watch(session: aiohttp.ClientSession, watch: WatchLog) -> None:
-    resp = await session.get(watch.url)
-    if resp.status != 200:
-        text = await resp.text()
-        resp.close()
-        raise BenchError(f"watch {watch.url}: {resp.status} {text[:300]}")
-    watch.response = resp
+    watch.response = await open_stream(session, watch.url)
 
 
 async def read_watch(watch: WatchLog) -> None:
     """Read newline-delimited events; an event's arrival time is when the chunk carrying its line was read."""
     assert watch.response is not None
-    pending = b""
     try:
-        async for chunk in watch.response.content.iter_any():
-            now = time.perf_counter()
-            watch.bytes += len(chunk)
-            data = pending + chunk if pending else chunk
-            *lines, pending = data.split(b"\n")
-            for line in lines:
-                watch.feed(line, now)
-    except (aiohttp.ClientError, ConnectionError) as err:
-        watch.errors.append(repr(err))
+        error = await read_lines(watch.response, watch.feed, watch.received)
+        if error is not None:
+            watch.errors.append(error)
     finally:
         watch.ended_at = time.perf_counter()
 

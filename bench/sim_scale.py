@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -42,7 +43,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import orjson
 
-from measure import BenchError, Contention, Profiler, proc_cpu_seconds, raise_nofile_limit
+from measure import BenchError, Contention, Profiler, open_stream, proc_cpu_seconds, raise_nofile_limit, read_lines
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 REPLICAS = 10  # pods per Deployment
@@ -595,30 +596,21 @@ class Watcher:
     lines: int = 0
     ended: bool = False
 
+    def received(self, count: int) -> None:
+        self.bytes += count
+
 
 async def open_watch(session: aiohttp.ClientSession, watcher: Watcher) -> None:
-    resp = await session.get(watcher.url)
-    if resp.status != 200:
-        text = await resp.text()
-        resp.close()
-        raise BenchError(f"watch {watcher.url}: {resp.status} {text[:300]}")
-    watcher.response = resp
+    watcher.response = await open_stream(session, watcher.url)
 
 
 async def read_watch(watcher: Watcher) -> None:
     """Read newline-delimited events; latency is taken when the chunk carrying the line arrives."""
     assert watcher.response is not None
-    pending = b""
     try:
-        async for chunk in watcher.response.content.iter_any():
-            now = time.perf_counter()
-            watcher.bytes += len(chunk)
-            data = pending + chunk if pending else chunk
-            *lines, pending = data.split(b"\n")
-            for line in lines:
-                _event(watcher, line, now)
-    except (aiohttp.ClientError, ConnectionError) as err:
-        watcher.errors.append(repr(err))
+        error = await read_lines(watcher.response, partial(_event, watcher), watcher.received)
+        if error is not None:
+            watcher.errors.append(error)
     finally:
         watcher.ended = True
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import platform
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from nodemeta.collector.heap import freeze_heap, refreeze_periodically
+from nodemeta.collector.heap import freeze_heap, refreeze_periodically, release_free_pages
 
 
 @pytest.fixture(autouse=True)
@@ -57,3 +60,19 @@ async def test_refreezes_until_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def resident_mib() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+
+
+def test_free_pages_go_back_to_the_system() -> None:
+    """Memory Python freed stays resident until the allocator is asked to return it (not at the heap's top)."""
+    assert platform.libc_ver()[0] == "glibc", "this test's machine runs glibc; elsewhere the release is skipped"
+    blocks = [bytearray(4000) for _ in range(50_000)]  # ~200 MB of malloc'd blocks, below the mmap threshold
+    keep = bytearray(4000)  # allocated after them: the heap cannot shrink from its top
+    del blocks
+    freed = resident_mib()
+    assert release_free_pages()
+    assert resident_mib() < freed - 100
+    assert len(keep) == 4000

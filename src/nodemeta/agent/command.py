@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from nodemeta.addresses import AddressError
 from nodemeta.agent.settings import (
-    DEFAULT_CRI_SOCKETS,
     DEFAULT_SOCKET,
     AgentSettings,
     ApiSettings,
@@ -25,6 +24,7 @@ from nodemeta.agent.settings import (
     SettingsError,
 )
 from nodemeta.cri.model import Runtime
+from nodemeta.cri.settings import DEFAULT_SOCKETS
 
 __all__ = ["add_lookup_arguments", "add_run_arguments", "lookup", "run"]
 
@@ -39,7 +39,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         "Downward API")  # fmt: skip
     parser.add_argument("--cri-socket", action="append", default=[], metavar="PATH",
                         help="CRI runtime socket; repeatable, the first that answers is used (default: "
-                        + ", ".join(DEFAULT_CRI_SOCKETS) + ")")  # fmt: skip
+                        + ", ".join(DEFAULT_SOCKETS) + ")")  # fmt: skip
     parser.add_argument("--host-root", default="", metavar="DIR",
                         help="where the host's / is mounted (for /proc and the runtime socket); default /")  # fmt: skip
     source = parser.add_mutually_exclusive_group(required=True)

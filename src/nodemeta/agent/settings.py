@@ -8,11 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nodemeta.addresses import BindAddress
-from nodemeta.cri.settings import DEFAULT_SOCKETS
 from nodemeta.kube.settings import BackoffSettings
 
 __all__ = [
-    "DEFAULT_CRI_SOCKETS",
     "DEFAULT_SOCKET",
     "AgentSettings",
     "ApiSettings",
@@ -23,8 +21,6 @@ __all__ = [
     "TruncateSettings",
 ]
 
-# The runtimes' usual sockets, probed in this order (one list, kept by the CRI layer).
-DEFAULT_CRI_SOCKETS = DEFAULT_SOCKETS
 # Where the agent serves its lookup API; under /run so it is gone after a reboot, like the runtimes' sockets.
 DEFAULT_SOCKET = "/run/nodemeta/agent.sock"
 

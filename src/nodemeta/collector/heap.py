@@ -15,17 +15,25 @@ second-generation collections, each walking everything allocated since, dozens o
 subscribers join. The cost: a reference cycle that was alive when frozen and becomes garbage
 later is not collected. The collector's long-lived structures break their cycles when they are done (a session and
 its stream, a subscription and its task), so what this keeps is bounded by what the process's libraries do.
+
+After each freeze the C allocator is asked to hand its free pages back to the system (glibc's `malloc_trim`;
+skipped where the C library has none). Bursts leave many free pages behind: thousands of initial syncs encoded and
+buffered at once after a restart, list pages decoded and dropped. Without it they count in the RSS that memory
+limits see, though Python would reuse them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import time
+from collections.abc import Callable
 
 import structlog
 
-__all__ = ["freeze_heap", "refreeze_periodically"]
+__all__ = ["freeze_heap", "refreeze_periodically", "release_free_pages"]
 
 log = structlog.get_logger("collector")
 
@@ -34,14 +42,34 @@ log = structlog.get_logger("collector")
 _NO_AUTOMATIC_FULL_COLLECTION = 1 << 30
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # no C library found, or one without malloc_trim (musl)
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_free_pages() -> bool:
+    """Return the C allocator's whole free pages to the system; False where the C library cannot."""
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
+
+
 def freeze_heap() -> tuple[int, float]:
-    """Collect what is garbage now, then freeze every surviving object and leave full collections to the next
-    call; returns (objects frozen in all, seconds the collection took)."""
+    """Collect what is garbage now, then freeze every surviving object, leave full collections to the next call
+    and release free pages; returns (objects frozen in all, seconds it took)."""
     started = time.perf_counter()
     gc.collect()
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, _NO_AUTOMATIC_FULL_COLLECTION)
+    release_free_pages()
     return gc.get_freeze_count(), time.perf_counter() - started
 
 
