@@ -76,3 +76,23 @@ def test_free_pages_go_back_to_the_system() -> None:
     assert release_free_pages()
     assert resident_mib() < freed - 100
     assert len(keep) == 4000
+
+
+async def test_a_burst_of_long_lived_objects_is_frozen_before_the_interval() -> None:
+    gc.unfreeze()
+    freeze_heap()  # a full collection: the promotion count starts at zero
+    task = asyncio.create_task(refreeze_periodically(3600.0, promotions=4, check_every=0.01))
+    try:
+        frozen = gc.get_freeze_count()
+        burst = [[i] for i in range(100_000)]  # tracked containers that survive: promoted generation by generation
+        assert gc.get_count()[2] >= 4
+        for _ in range(500):
+            if gc.get_freeze_count() >= frozen + len(burst):
+                break
+            await asyncio.sleep(0.01)
+        assert gc.get_freeze_count() >= frozen + len(burst)
+        assert gc.get_count()[2] < 4
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -7,7 +7,8 @@ pods, full collections paused the event loop for up to 3.5 s, and with 1,000 sub
 churn put the p99 event latency at 363 ms (bench/collector.py, docs/benchmarks.md).
 
 So the long-lived objects are moved out of the collector's reach with `gc.freeze()`: once the caches have synced,
-and then every `interval` seconds, after a full collection of what was allocated since the last freeze. A full
+and then every `interval` seconds (sooner after a burst of allocations), after a full collection of what was
+allocated since the last freeze. A full
 collection then walks only the objects of the last interval (the subscribers that arrived, the objects that
 changed), and its pause stays short. The automatic full collections are switched off at the same time (the young
 generations are still collected as usual): right after a freeze CPython would otherwise run one every ten
@@ -33,7 +34,7 @@ from collections.abc import Callable
 
 import structlog
 
-__all__ = ["freeze_heap", "refreeze_periodically", "release_free_pages"]
+__all__ = ["PROMOTIONS_BEFORE_FREEZE", "freeze_heap", "refreeze_periodically", "release_free_pages"]
 
 log = structlog.get_logger("collector")
 
@@ -73,9 +74,27 @@ def freeze_heap() -> tuple[int, float]:
     return gc.get_freeze_count(), time.perf_counter() - started
 
 
-async def refreeze_periodically(interval: float) -> None:
-    """Freeze the heap every `interval` seconds, until cancelled."""
+# Middle-generation collections since the last full one after which the heap is frozen early. Each promotes at
+# most about 8,400 objects to the oldest generation (measured, CPython 3.11's default thresholds), so a freeze walks
+# at most about 130,000 objects: tens of milliseconds.
+PROMOTIONS_BEFORE_FREEZE = 16
+
+
+async def refreeze_periodically(
+    interval: float, *, promotions: int = PROMOTIONS_BEFORE_FREEZE, check_every: float = 0.5
+) -> None:
+    """Freeze the heap every `interval` seconds, and sooner whenever `promotions` middle-generation collections
+    have moved objects to the oldest generation since the last full collection, until cancelled.
+
+    The early freezes keep each pause short during a burst (thousands of subscribers resyncing after a restart
+    allocate hundreds of thousands of long-lived objects in seconds): one freeze at the end of the interval walked
+    them all at once, 0.3-1 s, long enough to show in the event latency of the live changes that followed. The
+    count is CPython's own (`gc.get_count()[2]`), so checking it costs nothing."""
+    last = time.monotonic()
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(check_every)
+        if gc.get_count()[2] < promotions and time.monotonic() - last < interval:
+            continue
         frozen, seconds = freeze_heap()
+        last = time.monotonic()
         log.debug("heap frozen", frozen_objects=frozen, collection_seconds=round(seconds, 3))
