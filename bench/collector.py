@@ -168,7 +168,7 @@ async def subs_main(args: argparse.Namespace) -> None:
                         if k >= 0:
                             sent = int(meta[k + len(marker) : meta.index('"', k + len(marker))])
                             if sent > 0:
-                                state["lat"].append((now - sent) / 1e6)
+                                state["lat"].append((sent / 1e9, (now - sent) / 1e6))
                     if batch.initial_sync_complete:
                         state["syncs"][i] += 1
                         state["synced"][i] = True
@@ -203,6 +203,8 @@ class SubsGroup:
         self.nice = nice
         self.status: dict[int, dict[str, Any]] = {}
         self.lat: list[float] = []
+        # (send time, latency ms, client process): when the slow deliveries happened, and where.
+        self.timed: list[tuple[float, float, int]] = []
         self.procs: list[asyncio.subprocess.Process] = []
         self.readers: list[asyncio.Task[None]] = []
         self.target, self.nodes, self.n = target, nodes, procs
@@ -222,7 +224,9 @@ class SubsGroup:
         assert p.stdout
         while line := await p.stdout.readline():
             d = json.loads(line)
-            self.lat.extend(d.pop("lat"))
+            timed = d.pop("lat")
+            self.lat.extend(ms for _, ms in timed)
+            self.timed.extend((t, ms, k) for t, ms in timed)
             self.status[k] = d
 
     def total(self, key: str) -> int:
@@ -753,6 +757,7 @@ async def churn_phase(sim_port: int, by_node: dict[str, list[tuple[str, str]]], 
     copies = {p: streams[n] for n in streams for p in by_node[n]}
     rate, seconds = args.rate, args.churn_seconds
     group.lat.clear()
+    group.timed.clear()
     wall0 = time.time()
     smp = Sampler(col_pid)
     sim_cpu0 = proc_cpu_seconds(sim_pid)
@@ -766,8 +771,19 @@ async def churn_phase(sim_port: int, by_node: dict[str, list[tuple[str, str]]], 
     return {"rate_target": rate, "seconds": seconds, **drove, "deliveries": len(lat), "expected_deliveries": sent,
             "lat_ms": {"p50": pct(lat, 0.5), "p90": pct(lat, 0.9), "p99": pct(lat, 0.99),
                        "max": max(lat) if lat else None},
-            "collector": res, "sim_cpu_s": round(proc_cpu_seconds(sim_pid) - sim_cpu0, 1),
+            "slow": slow_deliveries(group.timed, wall0), "collector": res,
+            "sim_cpu_s": round(proc_cpu_seconds(sim_pid) - sim_cpu0, 1),
             "subscriber_errors": group.total("errors")}  # fmt: skip
+
+
+def slow_deliveries(timed: list[tuple[float, float, int]], start: float, over_ms: float = 100.0) -> dict[str, Any]:
+    """Deliveries slower than `over_ms`, by second of the churn (send time) and by client process: a pause in the
+    collector shows as one or two seconds with slow deliveries in every process, a lagging client as one process."""
+    slow = [(t, ms, k) for t, ms, k in timed if ms > over_ms]
+    by_second = Counter(int(t - start) for t, _, _ in slow)
+    by_process = Counter(k for _, _, k in slow)
+    return {"over_ms": over_ms, "count": len(slow), "by_second": dict(sorted(by_second.items())),
+            "by_process": dict(sorted(by_process.items()))}  # fmt: skip
 
 
 async def run_main(args: argparse.Namespace) -> None:
