@@ -62,6 +62,7 @@ async def test_serve_writes_kubeconfig_answers_kubectl_and_stops_on_sigterm(tmp_
         (["--port", "70000"], 2, "port must be 0-65535"),
         (["--nodes", "-1"], 2, "must be >= 0"),
         (["--nodes", "many"], 2, "invalid"),
+        (["--heap-refreeze-writes", "-5"], 2, "must be >= 0"),
     ],
 )
 async def test_bad_arguments_are_usage_errors(args: list[str], code: int, message: str) -> None:
@@ -99,13 +100,16 @@ async def test_generated_cluster_with_churn(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kc.yaml"
     proc = await asyncio.create_subprocess_exec(
         *NODEMETA, "sim", "serve", "--nodes", "4", "--pods-per-node", "6", "--seed", "3", "--churn-rate", "5",
-        "--kubeconfig", str(kubeconfig), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "--heap-refreeze-writes", "50", "--kubeconfig", str(kubeconfig),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None
     lines: list[str] = []
     try:
         async with asyncio.timeout(90):
-            while not any(line.startswith("churning at") for line in lines):
+            # The build writes far more than 50 changes: the flag's threshold makes the server refreeze.
+            while not (any(line.startswith("churning at") for line in lines) and any("heap refrozen" in line
+                                                                                      for line in lines)):  # fmt: skip
                 raw = await proc.stderr.readline()
                 assert raw, f"the server ended early: {lines}"
                 lines.append(raw.decode().strip())

@@ -5,8 +5,10 @@ from __future__ import annotations
 import gc
 
 import aiohttp
+import pytest
 
 from nodemeta.sim import SimServer, SimSettings
+from nodemeta.sim.generator import build_cluster, plan_cluster
 from nodemeta.sim.heap import HeapKeeper, HeapSettings
 from tests.collector.test_app import eventually
 
@@ -39,5 +41,20 @@ async def test_server_freezes_its_store_after_writes() -> None:
             assert gc.get_freeze_count() > 0
             # Frozen: no generation holds it any more, so no collection walks it.
             assert all(obj is not stored for obj in gc.get_objects())
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.parametrize("refreeze_writes", [0, 20_000])
+async def test_a_generated_build_freezes_only_when_the_server_may(refreeze_writes: int) -> None:
+    """0 leaves the embedding process's garbage collector alone, the post-build freeze included."""
+    gc.unfreeze()
+    try:
+        heap = HeapSettings(refreeze_writes=refreeze_writes, interval=0.02)
+        async with SimServer(SimSettings(nodes=0), heap=heap) as server:
+            await build_cluster(server, plan_cluster(2, 3, seed=1))
+            assert server.store.rv > 50
+            assert (gc.get_freeze_count() > 0) == (refreeze_writes > 0)
+            assert server.heap.freezes == 0  # the periodic refreeze had nothing due (20,000) or is off (0)
     finally:
         gc.unfreeze()

@@ -12,6 +12,7 @@ import time
 from nodemeta.sim.churn import ACTIONS, ChurnDriver, parse_mix
 from nodemeta.sim.faults import FaultPlan
 from nodemeta.sim.generator import build_cluster, plan_cluster
+from nodemeta.sim.heap import HeapSettings
 from nodemeta.sim.server import SimServer
 from nodemeta.sim.settings import SimSettings
 
@@ -73,6 +74,9 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--auth", action="store_true", help="require a bearer token (written to the kubeconfig)")
     serve.add_argument("--history-limit", type=_count, default=100_000,
                        help="changes kept per resource for watches and paginated lists (default 100000)")  # fmt: skip
+    serve.add_argument("--heap-refreeze-writes", type=_count, default=HeapSettings().refreeze_writes, metavar="N",
+                       help="move the store out of the cyclic GC's reach (gc.freeze) after a generated build and "
+                       "every N writes, so full collections stay short; 0 never freezes (default 20000)")  # fmt: skip
     serve.add_argument("--seed", type=int, default=None, help="seed for generated clusters, names and IPs")
     serve.add_argument("--controllers", type=_controllers, default=None, metavar="LIST",
                        help="controllers to run: all (default), none (raw API server), or a comma list")  # fmt: skip
@@ -155,7 +159,7 @@ async def serve(args: argparse.Namespace) -> int:
         _say("nodemeta sim serve: --pods-per-node needs --nodes")
         return 2
     try:
-        server = SimServer(settings_from(args))
+        server = SimServer(settings_from(args), heap=HeapSettings(refreeze_writes=args.heap_refreeze_writes))
     except ValueError as err:
         _say(f"nodemeta sim serve: {err}")
         return 2

@@ -1244,7 +1244,9 @@ async def build_cluster(server: SimServer, plan: ClusterPlan, progress: Progress
     """
     report = await _Builder(server, plan, progress).build()
     # Everything built so far lives as long as the cluster: keep it out of the cyclic GC's generations, whose full
-    # collections otherwise walk the whole heap and pause the server for up to a second at 150,000 pods.
-    gc.collect()
-    gc.freeze()
+    # collections otherwise walk the whole heap and pause the server for up to a second at 150,000 pods (unless
+    # the server was told to leave the garbage collector alone, `HeapSettings.refreeze_writes` 0).
+    if server.heap.settings.refreeze_writes > 0:
+        gc.collect()
+        gc.freeze()
     return report

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 class HeapSettings:
     # Writes between refreezes. A pod write leaves ~10 tracked objects behind (its revision's dicts and the history
     # entry), so 20,000 writes are ~200,000 objects: a full collection of those takes ~20 ms on one core, against
-    # seconds for the whole heap of a 150,000-pod store. 0 turns refreezing off.
+    # seconds for the whole heap of a 150,000-pod store. 0 leaves the process's garbage collector alone: no
+    # refreezing and no freeze after a generated build (for a program that embeds the simulator and wants its own
+    # collections as they are). `nodemeta sim serve --heap-refreeze-writes`.
     refreeze_writes: int = 20_000
     # How often the server checks; a second keeps the unfrozen part near the threshold at 1,000+ writes/s.
     interval: float = 1.0
