@@ -13,7 +13,7 @@ from nodemeta.sim import SimServer, SimSettings
 from nodemeta.sim.registry import DeleteOptions
 from tests.agent.fake_runtime import FakeRuntime
 from tests.agent.helpers import agent_settings, collector, direct, eventually, running_agent, truth_payloads
-from tests.collector.test_app import POD_RES, SVC_RES, e2e_resources, running_collector, settled_view
+from tests.collector.test_app import POD_RES, SVC_RES, e2e_resources, res, running_collector, settled_view
 
 NODE = "node-1"
 NS = "nginx-test"
@@ -94,3 +94,41 @@ async def test_direct_source_equals_the_truth_with_churn(tmp_path: Path) -> None
             await _check(sim, agent)
             await churn(sim)
             await _check(sim, agent)
+
+
+async def test_a_jobs_cronjob_reaches_the_agent_from_both_sources(tmp_path: Path) -> None:
+    """The stream names a Job's CronJob in the Job's refs, so the owner chain is the same from the collector as
+    from direct watches: pod -> Job -> CronJob."""
+    async with SimServer(SimSettings(nodes=1, seed=5, kubelet_stop_seconds=0.05)) as sim:
+        reg = sim.registry
+        reg.create(res("", "namespaces"), "", {"metadata": {"name": NS}})
+        cronjob = reg.create(res("batch", "cronjobs"), NS, {
+            "metadata": {"name": "nightly"},
+            "spec": {"schedule": "0 0 1 1 *", "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}},
+        }).stored  # fmt: skip
+        owner = {"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": cronjob.uid, "controller": True}
+        template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+        job = reg.create(res("batch", "jobs"), NS, {
+            "metadata": {"name": "nightly-1", "ownerReferences": [owner]}, "spec": {"template": template},
+        }).stored  # fmt: skip
+        await settled_view(sim, NODE)
+        pod_uid = next(s.uid for s in reg.iter_objects(POD_RES, NS) if s.key.split("/")[1].startswith("nightly-1-"))
+        want = [("Job", job.uid, "nightly-1"), ("CronJob", cronjob.uid, "nightly")]
+
+        def owners(agent: Agent) -> list[tuple[str, str, str]]:
+            record = agent.joiner.by_pod(pod_uid)
+            found = record["pod"]["owners"] if record is not None else []
+            return [(o["kind"], o["uid"], o["name"]) for o in found]
+
+        async with (
+            running_collector(sim, tmp_path) as running,
+            running_agent(agent_settings(tmp_path, NODE), FakeRuntime(), collector(running.grpc_port, NODE)) as agent,
+        ):
+            await _check(sim, agent)
+            assert owners(agent) == want
+        async with running_agent(
+            agent_settings(tmp_path, NODE), FakeRuntime(), await direct(sim, tmp_path, NODE)
+        ) as agent:
+            await _check(sim, agent)
+            assert owners(agent) == want

@@ -321,8 +321,22 @@ def test_job_and_cronjob_chain() -> None:
     assert {(e[2], e[3]) for e in events(index.subscribe("n1"))} == {
         ("Namespace", "ns-1"), ("Job", "job-1"), ("CronJob", "cj-1"), ("Pod", "pod-1"),
     }  # fmt: skip
-    # Only a ReplicaSet's owner is named in refs (as the Falco contract does).
+    # Only a ReplicaSet's owner is named in a pod's refs (as the Falco contract does); the Job (a kind beyond the
+    # Falco contract) names its CronJob in its own refs.
     assert refs_of(index, "n1", "pod-1") == {"Namespace": ("ns-1",), "Job": ("job-1",), "Service": ()}
+    assert index.view("n1")[ObjectRef("Job", "job-1")].refs_map() == {"CronJob": ("cj-1",)}
+    assert index.view("n1")[ObjectRef("CronJob", "cj-1")].refs is None
+    # Orphaned: the Job's payload changes (an Update without refs); the CronJob is no longer relevant.
+    orphaned = index.apply(OwnerInfo("Job", "job-1", "nightly-1", "shop"))
+    assert sorted(events(orphaned)) == [("n1", "Delete", "CronJob", "cj-1"), ("n1", "Update", "Job", "job-1")]
+    assert index.view("n1")[ObjectRef("Job", "job-1")].refs is None
+
+
+def test_falco_kinds_carry_no_owner_refs(index: RelationIndex) -> None:
+    """A ReplicaSet's Deployment is named in its pods' refs, never in the ReplicaSet's own payload."""
+    view = index.view("n1")
+    assert view[ObjectRef("ReplicaSet", "rs-1")].refs is None
+    assert view[ObjectRef("Deployment", "dep-1")].refs is None
 
 
 def test_mirror_pod_owned_by_its_node() -> None:

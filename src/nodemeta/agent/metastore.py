@@ -9,8 +9,9 @@ Each object keeps its raw payload (what the stream said, for comparison and debu
 join reads. A payload that does not decode is refused with `MetadataError` and changes nothing.
 
 `controller` is the object's controlling owner where the source knows it: direct mode reads it from each owner's
-ownerReferences (so Job -> CronJob is followed); the stream carries it only inside pod refs (a ReplicaSet's
-Deployment), which the join reads directly.
+ownerReferences; both sources carry it in the refs of a StatefulSet, Job, CronJob or Node (a Job's CronJob), from
+which the store takes it when the event names none; a ReplicaSet's Deployment is in its pods' refs, which the join
+reads directly.
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ class MetadataStore:
             pod_ip = _STATUS.decode(status).pod_ip if status is not None else ""
         except msgspec.DecodeError as err:
             raise MetadataError(f"{reason} of {kind} {uid}: bad payload: {err}") from None
+        if controller is None and kind != POD and refs is not None and len(refs) == 1:
+            ((owner_kind, owner_uids),) = refs.items()
+            if len(owner_uids) == 1:
+                controller = ControllerRef(owner_kind, owner_uids[0])
         new = MetaObject(
             kind,
             uid,

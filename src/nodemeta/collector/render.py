@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from nodemeta.collector.model import NAMESPACE, SERVICE, NamespaceInfo, ObjectRef, OwnerInfo, PodInfo, ServiceInfo
+from nodemeta.collector.model import (
+    EXTRA_KINDS,
+    NAMESPACE,
+    SERVICE,
+    NamespaceInfo,
+    ObjectRef,
+    OwnerInfo,
+    PodInfo,
+    ServiceInfo,
+)
 
 # A Pod's refs: (kind, uids) pairs in a fixed order (Namespace, controlling owner, the owner's owner, Service).
 Refs = tuple[tuple[str, tuple[str, ...]], ...]
@@ -114,6 +123,7 @@ class Payload:
     meta: str
     # Pods only.
     status: str | None = None
+    # Pods, and the controlling owner of a StatefulSet, Job, CronJob or Node.
     refs: Refs | None = None
     # The object's identity, made once: every session and view keyed by it shares this one tuple.
     ref: ObjectRef = field(init=False, compare=False, repr=False)
@@ -134,9 +144,14 @@ def unchanged(old: Payload | None, new: Payload | None) -> bool:
 
 
 def object_payload(info: NamespaceInfo | OwnerInfo | ServiceInfo) -> Payload:
-    """The payload of a non-pod object: `meta` only."""
+    """The payload of a non-pod object: `meta`, and for the kinds only nodemeta.v1 carries (StatefulSet, Job,
+    CronJob, Node) refs naming the controlling owner, if any: how an agent learns a Job's CronJob. The Falco kinds
+    carry no refs (the contract's refs are for pods; a ReplicaSet's Deployment is in its pods' refs)."""
     if isinstance(info, NamespaceInfo):
         return Payload(NAMESPACE, info.uid, render_meta(info))
     if isinstance(info, ServiceInfo):
         return Payload(SERVICE, info.uid, render_meta(info))
-    return Payload(info.kind, info.uid, render_meta(info))
+    owner = info.controller_owner
+    if owner is None or info.kind not in EXTRA_KINDS:
+        return Payload(info.kind, info.uid, render_meta(info))
+    return Payload(info.kind, info.uid, render_meta(info), refs=((owner.kind, (owner.uid,)),))

@@ -8,7 +8,9 @@ Relevance follows ownerReferences by uid. Each object is rendered as the metadat
 * `meta`: compact JSON, sorted keys, Go's escaping of `<`, `>`, `&`, U+2028 and U+2029, with only `generateName`,
   `labels`, `name`, `namespace` and `uid`, each left out when empty;
 * pods also carry `status` (`{"podIP": ...}` or `{}`) and `refs`: the namespace uid, the controlling owner by its
-  kind, a ReplicaSet's controlling owner, and the sorted uids of matching Services (the key always present).
+  kind, a ReplicaSet's controlling owner, and the sorted uids of matching Services (the key always present);
+* a StatefulSet, Job, CronJob or Node (the kinds beyond the Falco contract) with a controlling owner carries `refs`
+  naming it (a Job's CronJob); other objects carry no refs.
 
 This module is deliberately independent of the collector: tests compare what subscribers receive against it, so
 the two must not share code.
@@ -122,7 +124,7 @@ def node_view(store: Store, node: str) -> dict[tuple[str, str], Payload]:
             refs.setdefault(kind, []).append(uid)
             owner = index.by_uid(kind, uid)
             if owner is not None:
-                out[(kind, uid)] = Payload(kind, uid, render_meta(owner[1]))
+                out[(kind, uid)] = _owner_payload(kind, uid, owner[1])
                 grand_ref = _controller_ref(owner[1])
                 if grand_ref is not None:
                     gkind, guid = str(grand_ref.get("kind", "")), str(grand_ref.get("uid", ""))
@@ -130,7 +132,7 @@ def node_view(store: Store, node: str) -> dict[tuple[str, str], Payload]:
                         refs.setdefault(gkind, []).append(guid)
                     grand = index.by_uid(gkind, guid)
                     if grand is not None:
-                        out[(gkind, guid)] = Payload(gkind, guid, render_meta(grand[1]))
+                        out[(gkind, guid)] = _owner_payload(gkind, guid, grand[1])
         matching = []
         if ns_name not in services_by_ns:
             services_by_ns[ns_name] = index.services(ns_name)
@@ -144,6 +146,18 @@ def node_view(store: Store, node: str) -> dict[tuple[str, str], Payload]:
             "Pod", stored.uid, render_meta(pod), go_json(_pod_status(pod)), {k: tuple(v) for k, v in refs.items()}
         )
     return out
+
+
+# Kinds whose payload names their controlling owner (nodemeta.v1 only; the Falco contract has refs for pods only).
+_OWNER_REFS_KINDS = frozenset({"StatefulSet", "Job", "CronJob", "Node"})
+
+
+def _owner_payload(kind: str, uid: str, obj: JSON) -> Payload:
+    controller = _controller_ref(obj)
+    if kind not in _OWNER_REFS_KINDS or controller is None:
+        return Payload(kind, uid, render_meta(obj))
+    owner = {str(controller.get("kind", "")): (str(controller.get("uid", "")),)}
+    return Payload(kind, uid, render_meta(obj), None, owner)
 
 
 def _pod_status(pod: JSON) -> dict[str, str]:

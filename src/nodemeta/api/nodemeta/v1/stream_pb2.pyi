@@ -129,8 +129,9 @@ class Event(_message.Message):
     """Pods only: {"podIP":"<ip>"} or {} before the pod has an IP."""
     @_builtins.property
     def refs(self) -> Global___References:
-        """Pods only: uids of related objects by kind (Namespace, the controlling owner, a ReplicaSet's controlling
-        owner, and Service, which is always present).
+        """Pods: uids of related objects by kind (Namespace, the controlling owner, a ReplicaSet's controlling owner, and
+        Service, which is always present). StatefulSet, Job, CronJob and Node: the controlling owner, when there is one
+        (a Job's CronJob). Other kinds: unset, as in the Falco contract.
         """
 
     def __init__(
