@@ -202,8 +202,7 @@ class SubsGroup:
     def __init__(self, target: str, nodes: list[str], procs: int, nice: int = 0) -> None:
         self.nice = nice
         self.status: dict[int, dict[str, Any]] = {}
-        self.lat: list[float] = []
-        # (send time, latency ms, client process): when the slow deliveries happened, and where.
+        # (send time, latency ms, client process) of every delivery: how slow, when and where.
         self.timed: list[tuple[float, float, int]] = []
         self.procs: list[asyncio.subprocess.Process] = []
         self.readers: list[asyncio.Task[None]] = []
@@ -224,9 +223,7 @@ class SubsGroup:
         assert p.stdout
         while line := await p.stdout.readline():
             d = json.loads(line)
-            timed = d.pop("lat")
-            self.lat.extend(ms for _, ms in timed)
-            self.timed.extend((t, ms, k) for t, ms in timed)
+            self.timed.extend((t, ms, k) for t, ms in d.pop("lat"))
             self.status[k] = d
 
     def total(self, key: str) -> int:
@@ -756,7 +753,6 @@ async def churn_phase(sim_port: int, by_node: dict[str, list[tuple[str, str]]], 
     targets = [p for n in streams for p in by_node[n]]
     copies = {p: streams[n] for n in streams for p in by_node[n]}
     rate, seconds = args.rate, args.churn_seconds
-    group.lat.clear()
     group.timed.clear()
     wall0 = time.time()
     smp = Sampler(col_pid)
@@ -764,7 +760,7 @@ async def churn_phase(sim_port: int, by_node: dict[str, list[tuple[str, str]]], 
     drove = await drive_patches(sim_port, targets, rate, seconds, copies)
     sent = drove.pop("deliveries_due")
     await asyncio.sleep(3)  # let the last ones arrive
-    lat = list(group.lat)
+    lat = [ms for _, ms, _ in group.timed]
     res = smp.finish()
     if args.gc_log:
         res["gc"] = gc_pauses(col_path, wall0, time.time())

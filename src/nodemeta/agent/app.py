@@ -209,14 +209,10 @@ class Agent:
             stack.callback(self.hub.close)  # runs first: open change streams end, then the listener closes
             if s.probe_address is not None:
                 probe = TcpServer("health probe", probe_app(self.readiness), s.probe_address)
-                await probe.start()
-                stack.push_async_callback(probe.stop)
-                self.probe_port = probe.port
+                self.probe_port = (await stack.enter_async_context(probe)).port
             if s.metrics_address is not None:
                 metrics = TcpServer("metrics", metrics_app(self.metrics.exposition, CONTENT_TYPE), s.metrics_address)
-                await metrics.start()
-                stack.push_async_callback(metrics.stop)
-                self.metrics_port = metrics.port
+                self.metrics_port = (await stack.enter_async_context(metrics)).port
             log.info("agent started", node=s.node_name, socket=s.api.socket)
             self._serving.set()
             async with asyncio.TaskGroup() as tasks:

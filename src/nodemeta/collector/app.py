@@ -206,14 +206,10 @@ class Collector:
             await server.start()
             await stack.enter_async_context(self.client)
             probe = TcpServer("health probe", probe_app(self.readiness), s.probe_address)
-            await probe.start()
-            stack.push_async_callback(probe.stop)
-            self.probe_port = probe.port
+            self.probe_port = (await stack.enter_async_context(probe)).port
             if s.metrics_address is not None:
                 metrics = TcpServer("metrics", metrics_app(self.metrics.exposition, CONTENT_TYPE), s.metrics_address)
-                await metrics.start()
-                stack.push_async_callback(metrics.stop)
-                self.metrics_port = metrics.port
+                self.metrics_port = (await stack.enter_async_context(metrics)).port
             async with asyncio.TaskGroup() as tasks:
                 running = [
                     tasks.create_task(informer.run(), name=f"informer-{kind}")

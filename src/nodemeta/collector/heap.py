@@ -8,14 +8,13 @@ churn put the p99 event latency at 363 ms (bench/collector.py, docs/benchmarks.m
 
 So the long-lived objects are moved out of the collector's reach with `gc.freeze()`: once the caches have synced,
 and then every `interval` seconds (sooner after a burst of allocations), after a full collection of what was
-allocated since the last freeze. A full
-collection then walks only the objects of the last interval (the subscribers that arrived, the objects that
-changed), and its pause stays short. The automatic full collections are switched off at the same time (the young
-generations are still collected as usual): right after a freeze CPython would otherwise run one every ten
-second-generation collections, each walking everything allocated since, dozens of times while thousands of
-subscribers join. The cost: a reference cycle that was alive when frozen and becomes garbage later is not
-collected. The collector's long-lived structures break their cycles when they are done (a session and
-its stream, a subscription and its task), so what this keeps is bounded by what the process's libraries do.
+allocated since the last freeze. A full collection then walks only the objects of the last interval (the subscribers
+that arrived, the objects that changed), and its pause stays short. The automatic full collections are switched off
+at the same time (the young generations are still collected as usual): right after a freeze CPython would otherwise
+run one every ten second-generation collections, each walking everything allocated since, dozens of times while
+thousands of subscribers join. The cost: a reference cycle that was alive when frozen and becomes garbage later is
+not collected. The collector's long-lived structures break their cycles when they are done (a session and its
+stream, a subscription and its task), so what this keeps is bounded by what the process's libraries do.
 
 After the first freeze, and then with at most one freeze a minute, the C allocator is asked to hand its free pages
 back to the system (glibc's `malloc_trim`; skipped where the C library has none). Bursts leave many free pages
@@ -96,8 +95,9 @@ def freeze_heap(*, release: bool = True) -> Freeze:
 # most about 8,400 objects to the oldest generation (measured, CPython 3.11's default thresholds), so a freeze walks
 # at most about 34,000 objects: measured 25-40 ms with 5,000 subscribers under churn, against 70-115 ms for 16.
 PROMOTIONS_BEFORE_FREEZE = 4
-# Free pages are released at most this often: the walk over the allocator's free lists took 25-70 ms with 5,000
-# subscribers, whether or not there was much to return, and most is returned by the first freezes after a burst.
+# Free pages are released at most this often: `malloc_trim` walks all of the allocator's free lists whether or not
+# there is much to return (about 10 ms on a 600,000-object test heap), and most is returned by the first release
+# after a burst.
 RELEASE_INTERVAL = 60.0
 
 
